@@ -1,0 +1,54 @@
+# hamgan: two commands for a newcomer.
+#   make train   set up everything, train HamGAN on Fashion-MNIST 32x32 (CPU, minutes), then FID + sample grid
+#   make test    set up everything, run the test suite (the command CI runs)
+# Set-up is idempotent: a Python venv in .venv, the Fashion-MNIST files and the FID Inception weights.
+
+PYTHON   ?= python3
+VENV     ?= .venv
+PY       := $(VENV)/bin/python
+RUN      ?= runs/fmnist32_hamgan
+STEPS    ?= 2000
+FID_N    ?= 1000
+TORCH_HOME ?= $(HOME)/.cache/torch
+FID_WEIGHTS := $(TORCH_HOME)/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth
+SHARED_WEIGHTS := ../shared/fid-weights/pt_inception-2015-12-05-6726825d.pth
+FMNIST_DEB := /usr/share/datasets/fashion-mnist
+export TORCH_HOME
+
+.PHONY: setup data weights train test bench clean
+
+setup: $(VENV)/.installed data weights
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+# Fashion-MNIST from Debian's package when we are root on Debian; otherwise torchvision downloads it on first use.
+data:
+	@if [ ! -d $(FMNIST_DEB) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null; fi
+
+# FID weights: a local copy when this checkout sits beside ../shared; otherwise pytorch-fid downloads them.
+weights:
+	@if [ ! -f $(FID_WEIGHTS) ] && [ -f $(SHARED_WEIGHTS) ]; then \
+		mkdir -p $(dir $(FID_WEIGHTS)) && cp $(SHARED_WEIGHTS) $(FID_WEIGHTS); fi
+
+train: setup
+	$(PY) -m hamgan.train configs/fmnist32_hamgan.yaml --out $(RUN) --steps $(STEPS)
+	$(PY) -m hamgan.evaluate stats configs/fmnist32_hamgan.yaml data.split=test --n $(FID_N) --out $(RUN)/fmnist32_test_$(FID_N).npz
+	$(PY) -m hamgan.evaluate fid $(RUN) $(RUN)/fmnist32_test_$(FID_N).npz --n $(FID_N) --json | tee $(RUN)/fid.json
+	$(PY) -m hamgan.sample $(RUN) --out $(RUN)/samples.png --n 10
+	@echo "sample grid: $(RUN)/samples.png   FID: $(RUN)/fid.json   metrics: $(RUN)/metrics.jsonl"
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) scripts/bench_context.py
+	$(PY) scripts/bench_train.py
+	$(PY) scripts/bench_fid.py
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,128 @@
+"""Checkpoints: atomic writes, clear errors on bad files, loading a generator for sampling and evaluation.
+
+A checkpoint is one ``torch.save`` file holding a dict::
+
+    format    "hamgan-checkpoint/1"
+    config    the full resolved config (plain dict, see hamgan.config.to_dict)
+    step      completed G steps
+    G, D      state dicts of the raw networks (never DDP/compile wrapped)
+    G_ema     state dict of the EMA generator, or None
+    opt_G, opt_D, rng, data, metrics, ...   training state (see hamgan.train)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "hamgan-checkpoint/1"
+_NAME = re.compile(r"^ckpt-(\d{9})\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not fit the model it is loaded into."""
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """Write ``state`` to ``path`` atomically: temporary file in the same folder, fsync, rename, fsync folder.
+
+    A crash at any moment leaves either the old file or the complete new one, never a truncated file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`, with a clear error for missing or damaged files."""
+    path = Path(path)
+    if path.is_dir():
+        latest = latest_checkpoint(path)
+        if latest is None:
+            raise CheckpointError(f"no checkpoint (ckpt-*.pt) in folder '{path}'")
+        path = latest
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # truncated zip, pickle garbage, ...
+        raise CheckpointError(
+            f"checkpoint '{path}' is damaged or not a hamgan checkpoint ({type(e).__name__}: {e}). "
+            "Delete it to resume from the previous checkpoint in the same folder."
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"'{path}' is not a hamgan checkpoint (expected format {FORMAT!r})")
+    return state
+
+
+def checkpoint_path(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / f"ckpt-{step:09d}.pt"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Step checkpoints ``ckpt-<step>.pt`` of a run folder, oldest first."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    return sorted(p for p in run_dir.iterdir() if _NAME.match(p.name))
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    ckpts = list_checkpoints(run_dir)
+    return ckpts[-1] if ckpts else None
+
+
+def load_state_dict_checked(module: torch.nn.Module, state_dict: dict, what: str, path: str | Path = "") -> None:
+    """``module.load_state_dict`` with an error that says the checkpoint belongs to another architecture."""
+    try:
+        module.load_state_dict(state_dict)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        detail = "; ".join(line.strip() for line in first[:4])
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: its {what} does not fit the configured architecture ({detail}). "
+            "Use the config the checkpoint was trained with (it is stored in the checkpoint and in the run's "
+            "config.yaml), or start a new run folder."
+        ) from None
+
+
+def load_generator(path: str | Path, ema: bool = True, device: str | torch.device = "cpu"):
+    """The generator of a checkpoint, in eval mode: ``(G, cfg, step)``.
+
+    ``ema=True`` takes the EMA weights when the checkpoint has them (else the raw G, with a warning).
+    """
+    import warnings
+
+    from hamgan.config import from_dict
+    from hamgan.nn.networks import Generator
+
+    state = load_checkpoint(path)
+    cfg = from_dict(state["config"])
+    G = Generator(cfg.model)
+    weights = state["G"]
+    if ema:
+        if state.get("G_ema") is not None:
+            weights = state["G_ema"]
+        else:
+            warnings.warn(f"checkpoint {path} has no EMA generator; using the raw G", stacklevel=2)
+    load_state_dict_checked(G, weights, "generator", path)
+    return G.to(device).eval(), cfg, int(state["step"])

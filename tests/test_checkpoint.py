@@ -1,0 +1,77 @@
+"""Atomic checkpoint writes and clear errors on damaged or foreign files."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from hamgan.checkpoint import (
+    CheckpointError,
+    checkpoint_path,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    load_state_dict_checked,
+    save_checkpoint,
+)
+
+
+def test_round_trip_and_format(tmp_path: Path):
+    path = checkpoint_path(tmp_path, 12)
+    save_checkpoint({"step": 12, "w": torch.arange(5)}, path)
+    state = load_checkpoint(path)
+    assert state["step"] == 12 and torch.equal(state["w"], torch.arange(5))
+    assert state["format"] == "hamgan-checkpoint/1"
+    assert path.name == "ckpt-000000012.pt"
+    assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"], "temporary file left behind"
+
+
+def test_failed_write_keeps_old_file(tmp_path: Path):
+    path = tmp_path / "ckpt-000000001.pt"
+    save_checkpoint({"step": 1}, path)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        save_checkpoint({"step": 2, "bad": Unpicklable()}, path)
+    assert load_checkpoint(path)["step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-000000001.pt"]
+
+
+def test_truncated_file_is_a_clear_error(tmp_path: Path):
+    path = tmp_path / "ckpt-000000005.pt"
+    save_checkpoint({"step": 5, "w": torch.randn(1000)}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_checkpoint(path)
+
+
+def test_foreign_file_and_missing_file(tmp_path: Path):
+    torch.save({"model": 1}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a hamgan checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(tmp_path)
+
+
+def test_latest_ignores_temporary_and_best(tmp_path: Path):
+    for step in (3, 10, 7):
+        save_checkpoint({"step": step}, checkpoint_path(tmp_path, step))
+    (tmp_path / "ckpt-000000011.pt.abcd.tmp").write_bytes(b"partial")
+    save_checkpoint({"step": 7}, tmp_path / "ckpt-best.pt")
+    assert [p.name for p in list_checkpoints(tmp_path)] == [
+        "ckpt-000000003.pt", "ckpt-000000007.pt", "ckpt-000000010.pt"]
+    assert latest_checkpoint(tmp_path).name == "ckpt-000000010.pt"
+    assert load_checkpoint(tmp_path)["step"] == 10
+
+
+def test_architecture_mismatch_names_the_fix():
+    small, big = torch.nn.Linear(2, 3), torch.nn.Linear(2, 4)
+    with pytest.raises(CheckpointError, match="does not fit the configured architecture"):
+        load_state_dict_checked(small, big.state_dict(), "generator", "x.pt")
