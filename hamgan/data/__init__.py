@@ -1,0 +1,112 @@
+"""Data sets: ``build_dataset(cfg)`` for training, ``uint8_images(dataset, n)`` for FID reference statistics.
+
+Every data set is an :class:`ImageDataset`: ``dataset[i] -> (image float32 (C, R, R) in [-1, 1], label int)`` with
+C = ``model.img_channels`` and R = ``model.resolution``, plus ``.classes``, ``.num_classes`` and
+``get_uint8(i) -> uint8 (R, R, C)`` (never flipped).
+
+=============  ==================================================================================================
+data.name      source
+=============  ==================================================================================================
+fmnist         Fashion-MNIST, 1 channel (3: grey repeated), 10 classes; :mod:`hamgan.data.fmnist`
+cifar10        CIFAR-10 through torchvision, RGB, 10 classes; :mod:`hamgan.data.cifar10`
+imagenet       an ImageFolder tree at data.root (:mod:`hamgan.data.imagenet`), or the packed copy at data.packed
+               made by scripts/pack_imagenet.py (:mod:`hamgan.data.packed`); RGB, one class per folder
+synthetic      coloured shapes, any channels/classes, data.synthetic_size images; :mod:`hamgan.data.synthetic`
+=============  ==================================================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from hamgan.config import Config
+from hamgan.data.dataset import ArrayDataset, DatasetError, ImageDataset, to_float
+
+__all__ = ["build_dataset", "uint8_images", "ImageDataset", "ArrayDataset", "DatasetError", "to_float"]
+
+
+def build_dataset(cfg: Config) -> ImageDataset:
+    """The training data set described by ``cfg.data``, checked against ``cfg.model``.
+
+    Raises :class:`DatasetError` (a ValueError) naming the config keys to change when the data set's classes or
+    channels do not match the model, or when the data cannot be found.
+    """
+    data, model = cfg.data, cfg.model
+    res, channels = model.resolution, model.img_channels
+    if channels not in (1, 3):
+        raise DatasetError(f"model.img_channels must be 1 or 3, got {channels}")
+    if data.name in ("cifar10", "imagenet") and channels != 3:
+        raise DatasetError(f"data.name={data.name} has RGB images but model.img_channels={channels}; "
+                           f"set model.img_channels=3")
+    if data.packed is not None and data.name != "imagenet":
+        raise DatasetError(f"data.packed is a packed image folder, read with data.name=imagenet (got "
+                           f"data.name={data.name}); set data.name=imagenet or data.packed=null")
+
+    if data.name == "fmnist":
+        from hamgan.data.fmnist import fashion_mnist
+
+        dataset = fashion_mnist(data.root, data.split, res, channels, data.hflip, data.download)
+    elif data.name == "cifar10":
+        from hamgan.data.cifar10 import cifar10
+
+        dataset = cifar10(data.root, data.split, res, data.hflip, data.download)
+    elif data.name == "imagenet" and data.packed is not None:
+        from hamgan.data.packed import PackedDataset
+
+        dataset = PackedDataset(data.packed, res, data.split, data.hflip)
+    elif data.name == "imagenet":
+        from hamgan.data.imagenet import LAYOUT, ImageFolderDataset
+
+        if data.root is None:
+            raise DatasetError(f"data.name=imagenet needs data.root (a folder laid out as {LAYOUT}) or data.packed "
+                               f"(made by scripts/pack_imagenet.py)")
+        dataset = ImageFolderDataset(data.root, data.split, res, data.hflip)
+    elif data.name == "synthetic":
+        from hamgan.data.synthetic import synthetic
+
+        dataset = synthetic(data.synthetic_size, res, channels, model.num_classes, data.hflip)
+    else:
+        raise DatasetError(f"unknown data.name '{data.name}'; choose fmnist, cifar10, imagenet or synthetic")
+
+    if dataset.num_classes != model.num_classes:
+        raise DatasetError(f"data.name={data.name} has {dataset.num_classes} classes but "
+                           f"model.num_classes={model.num_classes}; set model.num_classes={dataset.num_classes}")
+    return dataset
+
+
+class _UInt8View(torch.utils.data.Dataset):
+    """``dataset.get_uint8`` at the chosen indices, so a DataLoader can decode in worker processes."""
+
+    def __init__(self, dataset: ImageDataset, indices: np.ndarray):
+        self.dataset, self.indices = dataset, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.dataset.get_uint8(int(self.indices[i]))
+
+
+def uint8_images(
+    dataset: ImageDataset, n: int | None = None, batch_size: int = 250, num_workers: int = 0, seed: int = 0,
+) -> Iterator[np.ndarray]:
+    """The data set's raw pixels in batches of uint8 (B, R, R, 3) (grey repeated to 3 channels), never flipped.
+
+    ``n`` None or >= len(dataset): every image, in order. Otherwise a uniform random subset of ``n`` images without
+    replacement (fixed by ``seed``, so class-balanced in expectation even for class-sorted data sets), in index
+    order. Yields ``ceil(n / batch_size)`` batches; ``num_workers`` > 0 decodes in DataLoader worker processes.
+    """
+    total = len(dataset)
+    if n is None or n >= total:
+        indices = np.arange(total)
+    else:
+        indices = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
+    loader = torch.utils.data.DataLoader(
+        _UInt8View(dataset, indices), batch_size=batch_size, num_workers=num_workers,
+        collate_fn=np.stack,
+    )
+    for batch in loader:
+        yield np.repeat(batch, 3, axis=3) if batch.shape[3] == 1 else batch

@@ -1,0 +1,132 @@
+"""ImageFolder data sets: layout, labels, centre crop, unreadable files, layout errors."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hamgan.config import load_config
+from hamgan.data import DatasetError, build_dataset
+from hamgan.data.imagenet import ImageFolderDataset
+
+CLASSES = ["n01_b", "n02_a", "n03_c"]  # sorted order = label order
+SIZES = [(150, 90), (90, 200), (128, 128), (301, 157)]  # (W, H)
+COLOURS = [(220, 40, 40), (40, 200, 40), (40, 40, 220)]
+
+
+def write_folder(root: Path) -> Path:
+    """root/<class>/<k>.JPEG: 3 classes x 4 images of odd sizes, each class a flat colour."""
+    for c, colour in zip(CLASSES, COLOURS):
+        (root / c).mkdir(parents=True)
+        for k, size in enumerate(SIZES):
+            Image.new("RGB", size, colour).save(root / c / f"img{k}.JPEG", quality=95)
+    return root
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    return write_folder(tmp_path / "imagenet" / "train")
+
+
+def test_shapes_range_and_folder_order_labels(folder: Path):
+    cfg = load_config(None, [f"data.root={folder.parent}", "data.name=imagenet", "model.num_classes=3"])
+    ds = build_dataset(cfg)  # resolves root/train
+    assert len(ds) == 12 and ds.classes == CLASSES and ds.num_classes == 3
+    for i in range(len(ds)):
+        x, y = ds[i]
+        assert x.shape == (3, 128, 128) and x.dtype == torch.float32
+        assert -1.0 <= x.min() and x.max() <= 1.0
+        assert y == i // 4
+        # a flat colour stays that colour (within JPEG error)
+        expected = torch.tensor(COLOURS[y]) / 127.5 - 1
+        assert torch.allclose(x.mean((1, 2)), expected, atol=0.05)
+        assert ds.get_uint8(i).shape == (128, 128, 3) and ds.get_uint8(i).dtype == np.uint8
+
+
+def test_root_without_split_folder(folder: Path):
+    ds = ImageFolderDataset(folder, split="val", resolution=32)  # folder/val does not exist: folder is the data set
+    assert len(ds) == 12 and ds[0][0].shape == (3, 32, 32)
+
+
+@pytest.mark.parametrize("size", [(150, 90), (90, 150)])
+def test_centre_crop_keeps_the_centre(tmp_path: Path, size: tuple[int, int]):
+    """Red bands on the long sides, blue centre square: the crop is blue."""
+    w, h = size
+    s = min(w, h)
+    image = np.zeros((h, w, 3), np.uint8)
+    image[...] = (255, 0, 0)
+    top, left = (h - s) // 2, (w - s) // 2
+    image[top:top + s, left:left + s] = (0, 0, 255)
+    (tmp_path / "only").mkdir()
+    Image.fromarray(image).save(tmp_path / "only" / "a.png")
+    out = ImageFolderDataset(tmp_path, resolution=64).get_uint8(0).astype(int)
+    assert out.shape == (64, 64, 3)
+    assert (out[..., 2] >= 250).all() and (out[..., 0] <= 5).all()
+
+
+def test_unreadable_header_is_skipped_with_one_warning(folder: Path):
+    (folder / CLASSES[1] / "garbage.JPEG").write_bytes(b"this is not a jpeg" * 10)
+    (folder / CLASSES[2] / "empty.jpg").write_bytes(b"")
+    with pytest.warns(UserWarning, match=r"skipped 2 unreadable image\(s\) of 14") as record:
+        ds = ImageFolderDataset(folder, resolution=32)
+    assert len([r for r in record if "unreadable" in str(r.message)]) == 1
+    assert "garbage.JPEG" in str(record[0].message)
+    assert len(ds) == 12 and ds.num_skipped == 2
+
+
+def test_truncated_jpeg_is_replaced_by_the_next_image(folder: Path):
+    path = folder / CLASSES[0] / "img1.JPEG"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (90, 200, 3), dtype=np.uint8)).save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # header intact, scan data cut
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = ImageFolderDataset(folder, resolution=32)  # the header is intact: not detected yet
+    assert len(ds) == 12
+    with pytest.warns(UserWarning, match="img1.JPEG"):
+        image, label = ds.load(1)
+    assert np.array_equal(image, ds.load(2)[0]) and label == 0
+
+
+def test_empty_class_folder_is_an_error(folder: Path):
+    (folder / "n04_empty").mkdir()
+    with pytest.raises(DatasetError, match=r"empty class folder.*n04_empty"):
+        ImageFolderDataset(folder)
+
+
+def test_images_directly_in_root_is_an_error(tmp_path: Path):
+    for k in range(3):
+        Image.new("RGB", (40, 30)).save(tmp_path / f"{k}.jpg")
+    with pytest.raises(DatasetError, match=r"no class folders: found 3 images directly in it.*<class>/<image>"):
+        ImageFolderDataset(tmp_path)
+
+
+def test_missing_root_is_an_error(tmp_path: Path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        ImageFolderDataset(tmp_path / "nowhere")
+    cfg = load_config(None, ["data.name=imagenet"])
+    with pytest.raises(DatasetError, match="needs data.root"):
+        build_dataset(cfg)
+
+
+def test_num_classes_mismatch(folder: Path):
+    cfg = load_config(None, [f"data.root={folder}", "data.name=imagenet", "model.num_classes=1000"])
+    with pytest.raises(ValueError, match=r"3 classes but model.num_classes=1000; set model.num_classes=3"):
+        build_dataset(cfg)
+
+
+def test_hflip_flips_half_the_time(tmp_path: Path):
+    image = np.zeros((40, 40, 3), np.uint8)
+    image[:, :20] = 255  # left half white
+    (tmp_path / "c").mkdir()
+    Image.fromarray(image).save(tmp_path / "c" / "a.png")
+    ds = ImageFolderDataset(tmp_path, resolution=32, hflip=True)
+    torch.manual_seed(0)
+    lefts = [ds[0][0][:, :, :8].mean().item() for _ in range(40)]
+    assert 5 < sum(v > 0 for v in lefts) < 35  # white on the left (not flipped) some of the time
+    assert all(abs(v) > 0.9 for v in lefts)  # and always either flipped or not
