@@ -1,0 +1,380 @@
+"""The Hamburger context block and its matrix decompositions (Geng et al., ICLR 2021, reference §1).
+
+A Hamburger models global context by a low-rank matrix decomposition instead of attention:
+
+    lower bread   1x1 conv C -> S*D, reshape to X of shape (B*S, D, N), N = H*W
+    ham           X ~ D_b C_b^T with bases D_b (D x R) and coefficients C_b (N x R) found by K iterations,
+                  then the reconstruction X_bar = D_b C_b^T (D x N)
+    upper bread   1x1 conv S*D -> C (then class-conditional BN in the generator)
+    output        x + sigma * upper(ham(lower(x))), sigma a scalar initialised to 0 ("v1", the GAN version)
+
+Three hams: NMF (multiplicative updates), VQ (soft k-means) and CD (concept decomposition). The decompositions
+below work on batched matrices ``x`` (B, D, N) with ``bases`` (B, D, R) and ``coef`` (B, N, R) and are usable on
+their own. All of them run in float32.
+
+Gradient: with the default one-step gradient the K iterations build no autograd graph; the bases and coefficients
+are then detached and a single final coefficient step is taken with gradient, so the autograd memory does not grow
+with K. ``grad="bptt"`` back-propagates through all K iterations instead.
+
+Speed: the 1x1 breads run as batched matrix products on (B, C, N) pixel columns, the no-grad iterations update in
+place and reuse X^T D, and in v1 the upper bread is applied to the factors, (W D) C^T, instead of to the D x N
+reconstruction D C^T (the same function by associativity, and C*R*N instead of C*D*N multiply-adds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from hamgan.nn.layers import ConditionalBatchNorm2d, pointwise, sn_conv2d
+
+NMF_EPS = 1e-6  # added to the denominators of the multiplicative updates
+NORM_EPS = 1e-6  # used when L2-normalising / normalising over N (VQ, CD)
+
+HAMS: tuple[str, ...] = ("nmf", "vq", "cd")
+GRADS: tuple[str, ...] = ("one_step", "bptt")
+VERSIONS: tuple[str, ...] = ("v1", "v2")
+DEFAULT_INV_TEMPERATURE = {"nmf": 1.0, "vq": 100.0, "cd": 100.0}
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def _check_positive(name: str, value: int | None, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Non-negative matrix factorisation: X ~ D C^T with X, D, C >= 0 (Lee & Seung multiplicative updates)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def nmf_bases(batch: int, dim: int, rank: int, device: torch.device | None = None) -> torch.Tensor:
+    """Fresh NMF bases, uniform in [0, 1): (batch, dim, rank) float32."""
+    return torch.rand(batch, dim, rank, device=device)
+
+
+def nmf_coef_step(
+    x: torch.Tensor, bases: torch.Tensor, coef: torch.Tensor, xtd: torch.Tensor | None = None
+) -> torch.Tensor:
+    """One multiplicative coefficient update ``C <- C * (X^T D) / (C D^T D + eps)``.
+
+    Shapes: ``x`` (B, D, N), ``bases`` (B, D, R), ``coef`` (B, N, R) -> (B, N, R). ``xtd``: X^T D (B, N, R) if
+    already computed for these bases. When autograd is off (the no-grad iterations) ``coef`` and ``xtd`` are
+    overwritten in place; otherwise the update is out of place.
+    """
+    if xtd is None:
+        xtd = torch.bmm(x.transpose(1, 2), bases)  # X^T D: (B, N, R)
+    gram = torch.bmm(bases.transpose(1, 2), bases)  # D^T D: (B, R, R)
+    if torch.is_grad_enabled():
+        return coef * xtd / (torch.bmm(coef, gram) + NMF_EPS)
+    return coef.mul_(xtd.div_(torch.bmm(coef, gram).add_(NMF_EPS)))
+
+
+def nmf_bases_step(x: torch.Tensor, bases: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+    """One multiplicative bases update ``D <- D * (X C) / (D C^T C + eps)``.
+
+    Shapes: ``x`` (B, D, N), ``bases`` (B, D, R), ``coef`` (B, N, R) -> (B, D, R). In place when autograd is off.
+    """
+    xc = torch.bmm(x, coef)  # X C: (B, D, R)
+    gram = torch.bmm(coef.transpose(1, 2), coef)  # C^T C: (B, R, R)
+    if torch.is_grad_enabled():
+        return bases * xc / (torch.bmm(bases, gram) + NMF_EPS)
+    return bases.mul_(xc.div_(torch.bmm(bases, gram).add_(NMF_EPS)))
+
+
+def nmf(
+    x: torch.Tensor, bases: torch.Tensor, steps: int, inv_temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``steps`` rounds of NMF multiplicative updates (C then D) of a non-negative ``x`` from initial ``bases``.
+
+    The coefficients start as ``softmax_R(inv_temperature * X^T D)``.
+    Shapes: ``x`` (B, D, N) >= 0, ``bases`` (B, D, R) >= 0 -> (bases (B, D, R), coef (B, N, R)), both >= 0.
+    Under ``torch.no_grad`` the given ``bases`` tensor is updated in place.
+    """
+    xtd = torch.bmm(x.transpose(1, 2), bases)  # X^T D, reused by the first coefficient update
+    coef = F.softmax(xtd if inv_temperature == 1 else inv_temperature * xtd, dim=-1)
+    for step in range(steps):
+        coef = nmf_coef_step(x, bases, coef, xtd if step == 0 else None)
+        bases = nmf_bases_step(x, bases, coef)
+    return bases, coef
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# VQ (soft k-means with cosine similarity) and CD (concept decomposition)
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def unit_bases(batch: int, dim: int, rank: int, device: torch.device | None = None) -> torch.Tensor:
+    """Fresh VQ / CD bases: Gaussian, L2-normalised along D: (batch, dim, rank) float32."""
+    return F.normalize(torch.randn(batch, dim, rank, device=device), dim=1, eps=NORM_EPS)
+
+
+def cosine_assignments(
+    x: torch.Tensor, bases: torch.Tensor, inv_temperature: float, x_norm: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Soft assignment of every column of ``x`` to the bases: ``softmax_R(inv_t * cos(X, D))``.
+
+    Shapes: ``x`` (B, D, N), ``bases`` (B, D, R) -> (B, N, R), rows summing to 1. ``x_norm``: the column norms
+    ``x.norm(dim=1)`` (B, N) if already computed.
+    """
+    if x_norm is None:
+        x_norm = torch.linalg.vector_norm(x, dim=1)
+    cos = torch.bmm(x.transpose(1, 2), F.normalize(bases, dim=1, eps=NORM_EPS))  # X^T D_hat: (B, N, R)
+    cos = cos / (x_norm.unsqueeze(-1) + NORM_EPS)
+    return F.softmax(inv_temperature * cos, dim=-1)
+
+
+def vq_step(
+    x: torch.Tensor, bases: torch.Tensor, inv_temperature: float, x_norm: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One soft k-means step: C = softmax_R(inv_t cos(X, D)), C normalised over N, D = X C (weighted means)."""
+    coef = cosine_assignments(x, bases, inv_temperature, x_norm)
+    coef = coef / (coef.sum(dim=1, keepdim=True) + NORM_EPS)
+    return torch.bmm(x, coef), coef
+
+
+def vq(
+    x: torch.Tensor, bases: torch.Tensor, steps: int, inv_temperature: float = 100.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``steps`` (>= 1) soft k-means steps from initial ``bases``.
+
+    Shapes: ``x`` (B, D, N), ``bases`` (B, D, R) -> (bases (B, D, R), coef (B, N, R)), ``coef`` of the last step
+    (columns summing to 1).
+    """
+    _check_positive("steps", steps)
+    x_norm = torch.linalg.vector_norm(x, dim=1)
+    for _ in range(steps):
+        bases, coef = vq_step(x, bases, inv_temperature, x_norm)
+    return bases, coef
+
+
+def cd(
+    x: torch.Tensor, bases: torch.Tensor, steps: int, inv_temperature: float = 100.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``steps`` (>= 1) concept-decomposition steps: a VQ step, then the bases are L2-normalised along D.
+
+    Shapes as :func:`vq`; the returned bases have unit norm.
+    """
+    _check_positive("steps", steps)
+    x_norm = torch.linalg.vector_norm(x, dim=1)
+    for _ in range(steps):
+        bases, coef = vq_step(x, bases, inv_temperature, x_norm)
+        bases = F.normalize(bases, dim=1, eps=NORM_EPS)
+    return bases, coef
+
+
+def cd_coef(x: torch.Tensor, bases: torch.Tensor, beta: float) -> torch.Tensor:
+    """CD's coefficients by ridge least squares: ``C = X^T D (D^T D + beta I)^-1``.
+
+    Shapes: ``x`` (B, D, N), ``bases`` (B, D, R) -> (B, N, R) (the transpose of a contiguous (B, R, N) solution).
+    """
+    rank = bases.shape[-1]
+    gram = torch.bmm(bases.transpose(1, 2), bases)  # (B, R, R)
+    gram = gram + beta * torch.eye(rank, device=bases.device, dtype=bases.dtype)
+    coef_t = torch.linalg.solve(gram, torch.bmm(bases.transpose(1, 2), x))  # (D^T D + beta I)^-1 D^T X: (B, R, N)
+    return coef_t.transpose(1, 2)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The block
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class Hamburger(nn.Module):
+    """Hamburger global-context block: ``x + sigma * upper(ham(lower(x)))`` (reference §1, "v1").
+
+    Args:
+        channels: C, channels of the input.
+        ham: matrix decomposition, ``"nmf"`` (HamGAN), ``"vq"`` or ``"cd"``.
+        dim: D, the dimension of each group's matrix; ``None`` -> ``channels // groups``. The lower bread maps
+            C -> groups * dim.
+        rank: R, the number of bases; must not exceed N = H * W of the input.
+        groups: S, number of independent decompositions per sample.
+        steps: K, iterations of the decomposition in training.
+        eval_steps: K in eval mode (``None``: same as ``steps``).
+        grad: ``"one_step"`` (K iterations without autograd, gradient through one final coefficient step) or
+            ``"bptt"`` (gradient through all K iterations).
+        version: ``"v1"`` (GAN) or ``"v2"`` (adds the "cheese", 1x1 conv + BN + ReLU, between ham and upper bread).
+        num_classes: when given, a class-conditional BN follows the upper bread (generator) and ``y`` is required.
+        spectral_norm: spectrally normalise the breads (and cheese).
+        inv_temperature: T^-1 of the softmax assignments (``None``: 1 for NMF, 100 for VQ and CD).
+        beta: ridge term of CD's final coefficient step.
+
+    Shapes: ``x`` (B, C, H, W), ``y`` (B,) long or ``None`` -> (B, C, H, W).
+    The decomposition runs in float32 even under autocast (the breads run in the autocast dtype), and maps zeros to
+    zeros without NaN or inf.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        ham: Literal["nmf", "vq", "cd"] = "nmf",
+        dim: int | None = None,
+        rank: int = 64,
+        groups: int = 1,
+        steps: int = 6,
+        eval_steps: int | None = None,
+        grad: Literal["one_step", "bptt"] = "one_step",
+        version: Literal["v1", "v2"] = "v1",
+        num_classes: int | None = None,
+        spectral_norm: bool = True,
+        inv_temperature: float | None = None,
+        beta: float = 0.01,
+    ) -> None:
+        super().__init__()
+        _check_positive("channels", channels)
+        _check_choice("ham", ham, HAMS)
+        _check_choice("grad", grad, GRADS)
+        _check_choice("version", version, VERSIONS)
+        _check_positive("groups", groups)
+        _check_positive("rank", rank)
+        _check_positive("steps", steps)
+        _check_positive("eval_steps", eval_steps, allow_none=True)
+        _check_positive("num_classes", num_classes, allow_none=True)
+        if dim is None:
+            if channels % groups != 0:
+                raise ValueError(
+                    f"channels ({channels}) must be divisible by groups ({groups}) when dim is None; "
+                    f"pass dim explicitly or change groups"
+                )
+            dim = channels // groups
+        _check_positive("dim", dim)
+        if inv_temperature is None:
+            inv_temperature = DEFAULT_INV_TEMPERATURE[ham]
+        if not inv_temperature > 0:
+            raise ValueError(f"inv_temperature must be > 0, got {inv_temperature}")
+        if not beta >= 0:
+            raise ValueError(f"beta must be >= 0, got {beta}")
+
+        self.channels, self.ham, self.dim, self.rank, self.groups = channels, ham, dim, rank, groups
+        self.steps, self.eval_steps, self.grad, self.version = steps, eval_steps, grad, version
+        self.inv_temperature, self.beta = float(inv_temperature), float(beta)
+
+        inner = groups * dim
+        self.lower = sn_conv2d(channels, inner, 1, spectral_norm=spectral_norm)
+        self.cheese = (
+            nn.Sequential(
+                sn_conv2d(inner, inner, 1, bias=False, spectral_norm=spectral_norm),
+                nn.BatchNorm2d(inner),
+                nn.ReLU(),
+            )
+            if version == "v2"
+            else None
+        )
+        self.upper = sn_conv2d(inner, channels, 1, bias=num_classes is None, spectral_norm=spectral_norm)
+        self.norm = ConditionalBatchNorm2d(channels, num_classes) if num_classes is not None else None
+        self.sigma = nn.Parameter(torch.zeros(()))
+
+    @property
+    def num_steps(self) -> int:
+        """K used by the next forward: ``eval_steps`` in eval mode when set, else ``steps``."""
+        if not self.training and self.eval_steps is not None:
+            return self.eval_steps
+        return self.steps
+
+    def decompose(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ham: X ~ D C^T for ``x`` (B*S, D, N) float32 -> (bases D (B*S, D, R), coef C (B*S, N, R)).
+
+        K iterations from fresh bases (without autograd for the one-step gradient), then the final coefficient step
+        with gradient: one more NMF update, VQ's soft assignments, or CD's ridge least squares.
+        """
+        batch, dim, _ = x.shape
+        if self.ham == "nmf":
+            x = F.relu(x)
+            bases = nmf_bases(batch, dim, self.rank, x.device)
+        else:
+            bases = unit_bases(batch, dim, self.rank, x.device)
+
+        one_step = self.grad == "one_step"
+        with torch.no_grad() if one_step else contextlib.nullcontext():
+            if self.ham == "nmf":
+                bases, coef = nmf(x, bases, self.num_steps, self.inv_temperature)
+            elif self.ham == "vq":
+                bases, coef = vq(x, bases, self.num_steps, self.inv_temperature)
+            else:
+                bases, coef = cd(x, bases, self.num_steps, self.inv_temperature)
+        if one_step:
+            bases, coef = bases.detach(), coef.detach()
+
+        if self.ham == "nmf":
+            coef = nmf_coef_step(x, bases, coef)
+        elif self.ham == "vq":
+            coef = cosine_assignments(x, bases, self.inv_temperature)  # rows sum to 1: X_bar mixes the centroids
+        else:
+            coef = cd_coef(x, bases, self.beta)
+        return bases, coef
+
+    def _upper_of_low_rank(self, bases: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+        """Upper bread applied to the reconstruction D C^T without forming it: W (D C^T) + b = (W D) C^T + b.
+
+        Per group s, W_s D_s is (C, R); the S groups stack into one (C, S*R) @ (S*R, N) product. This is the same
+        function as ``pointwise(upper, D C^T)`` with C*S*R*N instead of C*S*D*N multiply-adds and no D x N tensor.
+        Shapes: ``bases`` (B*S, D, R), ``coef`` (B*S, N, R) -> (B, C, N).
+        """
+        S, D, R = self.groups, self.dim, self.rank
+        B, N = bases.shape[0] // S, coef.shape[1]
+        weight = self.upper.weight.flatten(1).view(self.channels, S, D).transpose(0, 1)  # (S, C, D)
+        weight = weight.to(bases.dtype)
+        wd = torch.matmul(weight, bases.view(B, S, D, R))  # W_s D_s: (B, S, C, R)
+        wd = wd.transpose(1, 2).reshape(B, self.channels, S * R)
+        coef_t = coef.view(B, S, N, R).transpose(2, 3).reshape(B, S * R, N)  # C_s^T stacked (a view when S = 1)
+        if self.upper.bias is None:
+            return torch.bmm(wd, coef_t)
+        return torch.baddbmm(self.upper.bias.to(wd.dtype).view(1, -1, 1).expand(B, -1, N), wd, coef_t)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"Hamburger expects x of shape (B, {self.channels}, H, W), got {tuple(x.shape)}")
+        B, C, H, W = x.shape
+        if self.rank > H * W:
+            raise ValueError(
+                f"rank ({self.rank}) must not exceed the number of pixels H*W ({H}*{W} = {H * W}); "
+                f"lower rank or place the block at a higher resolution"
+            )
+        if self.norm is not None and y is None:
+            raise ValueError("this Hamburger has num_classes set (class-conditional BN): pass class labels y")
+
+        h = pointwise(self.lower, x.flatten(2))  # lower bread: (B, S*D, N)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            bases, coef = self.decompose(h.float().view(B * self.groups, self.dim, H * W))
+        if self.cheese is None:
+            h = self._upper_of_low_rank(bases, coef)  # (B, C, N)
+        else:
+            low_rank = torch.bmm(bases, coef.transpose(1, 2)).to(h.dtype)  # X_bar = D C^T: (B*S, D, N)
+            h = self.cheese(low_rank.view(B, self.groups * self.dim, H, W))
+            h = pointwise(self.upper, h.flatten(2))
+        h = h.view(B, C, H, W)
+        if self.norm is not None:
+            h = self.norm(h, y)
+        return torch.addcmul(x, self.sigma, h)  # x + sigma * h
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.channels}, ham={self.ham!r}, dim={self.dim}, rank={self.rank}, groups={self.groups}, "
+            f"steps={self.steps}, eval_steps={self.eval_steps}, grad={self.grad!r}, version={self.version!r}"
+        )
+
+
+__all__ = [
+    "Hamburger",
+    "cd",
+    "cd_coef",
+    "cosine_assignments",
+    "nmf",
+    "nmf_bases",
+    "nmf_bases_step",
+    "nmf_coef_step",
+    "unit_bases",
+    "vq",
+    "vq_step",
+]

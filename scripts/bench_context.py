@@ -1,0 +1,246 @@
+"""Cost of the global-context blocks, side by side: Hamburger (NMF, CD, VQ) against self-attention.
+
+Reproduces the shape of the HamGAN paper's Table 3 (input 1 x 512 x 128 x 128, D = 512, R = 64, K = 6) on this
+machine. For every block it reports, all measured in one run:
+
+- params: learnable parameters (spectral-norm u/v buffers are not parameters).
+- macs: multiply-accumulates of one inference forward, counted by ``torch.utils.flop_counter.FlopCounterMode``
+  (MACs = FLOPs / 2). The Hamburger's K no-grad iterations run inside the counter, so they are counted. Matrix
+  products and convolutions only: softmax, normalisations and element-wise work are not MACs.
+- mem_infer_mb / mem_train_mb: peak memory allocated *during* one call, above what was live before it (the input
+  and parameters are excluded; gradients, activations and temporaries are included), in MiB. Inference is
+  ``eval()`` under ``torch.inference_mode``; training is ``train()`` forward + backward of ``out.sum()`` with
+  ``x.requires_grad``. On CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``. On CPU:
+  ``torch.profiler`` with ``profile_memory=True``; the allocation / free events of its trace are replayed in order
+  and the maximum of the running total is the peak.
+- time_infer_s / time_train_s: median wall time over ``--repeats`` calls (after one untimed warm-up call, which is
+  the memory-profiled one), synchronising CUDA around each.
+
+Blocks: ``ham-nmf``, ``ham-cd``, ``ham-vq`` (``hamgan.nn.Hamburger``, one-step gradient, v1), ``attention-full``
+(``FullSelfAttention``: four C x C projections, paper Table 3) and ``attention-sagan`` (``SelfAttention``: the
+pooled SAGAN block). Ratios are printed against ham-nmf.
+
+Usage:
+    python scripts/bench_context.py                 # table + ratios, default 1 x 512 x 128 x 128
+    python scripts/bench_context.py --json          # JSON list of {block, params, macs, mem_infer_mb, ...}
+    python scripts/bench_context.py --sweep         # ham-nmf vs attention as the spatial size grows 16 .. 128
+
+CPU timings move with whatever else runs on the machine; compare rows of one run, not runs. On a CPU shared with
+other busy processes every parallel region of a multi-threaded op waits for its threads to be scheduled, which
+penalises the Hamburger's ~90 small ops far more than attention's ~10 huge ones; ``--threads 1`` shows how much.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+import torch.nn as nn
+from torch.profiler import ProfilerActivity, profile
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from hamgan.nn import FullSelfAttention, Hamburger, SelfAttention  # noqa: E402
+
+BLOCKS = ("ham-nmf", "ham-cd", "ham-vq", "attention-full", "attention-sagan")
+SWEEP_BLOCKS = ("ham-nmf", "attention-full", "attention-sagan")
+SWEEP_SIZES = (16, 32, 64, 128)
+MIB = 2**20
+
+
+@dataclass
+class Result:
+    block: str
+    params: int
+    macs: int
+    mem_infer_mb: float
+    mem_train_mb: float
+    time_infer_s: float
+    time_train_s: float
+
+
+def build_block(name: str, channels: int, dim: int, rank: int, steps: int) -> nn.Module:
+    if name.startswith("ham-"):
+        return Hamburger(channels, ham=name.removeprefix("ham-"), dim=dim, rank=rank, steps=steps)
+    if name == "attention-full":
+        return FullSelfAttention(channels)
+    if name == "attention-sagan":
+        return SelfAttention(channels)
+    raise ValueError(f"unknown block {name!r}; choose from {BLOCKS}")
+
+
+def count_params(block: nn.Module) -> int:
+    return sum(p.numel() for p in block.parameters())
+
+
+def count_macs(block: nn.Module, x: torch.Tensor) -> int:
+    block.eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:  # (FlopCounterMode does not work under inference_mode)
+        block(x)
+    return counter.get_total_flops() // 2
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float:
+    """Peak memory allocated while ``fn`` runs, above what was allocated before it, in MiB."""
+    if device.type == "cuda":
+        _synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        _synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / MIB
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "trace.json")
+        prof.export_chrome_trace(path)
+        with open(path) as f:
+            events = json.load(f)["traceEvents"]
+    allocations = sorted(
+        (e["ts"], e["args"].get("Ev Idx", 0), e["args"]["Bytes"])
+        for e in events
+        if e.get("name") == "[memory]" and e["args"].get("Device Type", 0) == 0
+    )
+    live = peak = 0
+    for _, _, nbytes in allocations:
+        live += nbytes
+        peak = max(peak, live)
+    return peak / MIB
+
+
+def median_time(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    times = []
+    for _ in range(repeats):
+        _synchronize(device)
+        start = time.perf_counter()
+        fn()
+        _synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(name: str, args: argparse.Namespace, size: int, device: torch.device) -> Result:
+    torch.manual_seed(0)
+    block = build_block(name, args.channels, args.dim or args.channels, args.rank, args.steps).to(device)
+    # A nonzero output scale, as in a trained network (at its init of 0 the context path does not reach the output).
+    for scale in ("sigma", "gamma"):
+        if hasattr(block, scale):
+            nn.init.constant_(getattr(block, scale), 0.1)
+    x = torch.randn(args.batch, args.channels, size, size, device=device)
+    macs = count_macs(block, x)
+
+    def infer() -> None:
+        with torch.inference_mode():
+            block(x)
+
+    x_train = x.clone().requires_grad_(True)
+
+    def train() -> None:
+        block.zero_grad(set_to_none=True)
+        x_train.grad = None
+        block(x_train).sum().backward()
+
+    block.eval()
+    mem_infer = peak_memory_mb(infer, device)  # doubles as the warm-up call
+    time_infer = median_time(infer, args.repeats, device)
+    block.train()
+    x_train.grad = None
+    block.zero_grad(set_to_none=True)
+    mem_train = peak_memory_mb(train, device)
+    time_train = median_time(train, args.repeats, device)
+    return Result(name, count_params(block), macs, mem_infer, mem_train, time_infer, time_train)
+
+
+def print_table(results: list[Result], header: str) -> None:
+    print(header)
+    print(f"{'block':<16} {'params':>10} {'GMACs':>9} {'mem inf MiB':>12} {'mem train MiB':>14} "
+          f"{'infer s':>9} {'train s':>9}")
+    for r in results:
+        print(f"{r.block:<16} {r.params / MIB:>9.3f}M {r.macs / 1e9:>9.2f} {r.mem_infer_mb:>12.1f} "
+              f"{r.mem_train_mb:>14.1f} {r.time_infer_s:>9.4f} {r.time_train_s:>9.4f}")
+
+
+def print_ratios(results: list[Result]) -> None:
+    by_name = {r.block: r for r in results}
+    base = by_name.get("ham-nmf")
+    if base is None:
+        return
+    print("\nratio block / ham-nmf (higher = ham-nmf cheaper)")
+    print(f"{'block':<16} {'MACs':>7} {'mem inf':>8} {'mem train':>10} {'infer':>7} {'train':>7}")
+    for r in results:
+        if r is base:
+            continue
+        print(f"{r.block:<16} {r.macs / base.macs:>7.1f} {r.mem_infer_mb / base.mem_infer_mb:>8.1f} "
+              f"{r.mem_train_mb / base.mem_train_mb:>10.1f} {r.time_infer_s / base.time_infer_s:>7.1f} "
+              f"{r.time_train_s / base.time_train_s:>7.1f}")
+
+
+def run_sweep(args: argparse.Namespace, device: torch.device) -> None:
+    print(f"sweep: batch {args.batch}, channels {args.channels}, D {args.dim or args.channels}, R {args.rank}, "
+          f"K {args.steps}, {args.repeats} repeats, device {device}")
+    print(f"{'size':>5} {'block':<16} {'GMACs':>9} {'mem inf MiB':>12} {'mem train MiB':>14} {'infer s':>9} "
+          f"{'train s':>9} {'infer x nmf':>12}")
+    for size in SWEEP_SIZES:
+        rows = [measure(name, args, size, device) for name in SWEEP_BLOCKS]
+        base = rows[0]
+        for r in rows:
+            print(f"{size:>5} {r.block:<16} {r.macs / 1e9:>9.2f} {r.mem_infer_mb:>12.1f} {r.mem_train_mb:>14.1f} "
+                  f"{r.time_infer_s:>9.4f} {r.time_train_s:>9.4f} {r.time_infer_s / base.time_infer_s:>12.1f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--channels", type=int, default=512, help="C of the input (default 512)")
+    parser.add_argument("--size", type=int, default=128, help="H = W of the input (default 128)")
+    parser.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    parser.add_argument("--dim", type=int, default=None, help="Hamburger D (default: channels)")
+    parser.add_argument("--rank", type=int, default=64, help="Hamburger R (default 64)")
+    parser.add_argument("--steps", type=int, default=6, help="Hamburger K (default 6)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (default 3)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--blocks", nargs="+", default=list(BLOCKS), choices=BLOCKS, help="blocks to measure")
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of the table")
+    parser.add_argument("--sweep", action="store_true", help="cost of ham-nmf vs attention for sizes 16..128")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    if args.size * args.size < args.rank:
+        parser.error(f"--size {args.size} gives H*W = {args.size**2} pixels, fewer than --rank {args.rank}")
+    device = torch.device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+
+    if args.sweep:
+        run_sweep(args, device)
+        return
+    results = [measure(name, args, args.size, device) for name in args.blocks]
+    if args.json:
+        print(json.dumps([asdict(r) for r in results], indent=2))
+        return
+    print_table(
+        results,
+        f"input {args.batch} x {args.channels} x {args.size} x {args.size}, D {args.dim or args.channels}, "
+        f"R {args.rank}, K {args.steps}, median of {args.repeats}, device {device} "
+        f"({torch.get_num_threads()} threads)",
+    )
+    print_ratios(results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,289 @@
+"""Tests for hamgan.nn.hamburger: the Hamburger block and its NMF / VQ / CD decompositions."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+import hamgan.nn.hamburger as hamburger
+from hamgan.nn import Hamburger
+from hamgan.nn.hamburger import cd, cd_coef, nmf, nmf_bases, unit_bases, vq
+from hamgan.nn.layers import pointwise
+
+HAMS = ["nmf", "vq", "cd"]
+
+
+def count_saved_tensors(block: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> int:
+    count = 0
+
+    def pack(t):
+        nonlocal count
+        count += 1
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        block(x, y)
+    return count
+
+
+def open_block(block: Hamburger, sigma: float = 0.5) -> Hamburger:
+    nn.init.constant_(block.sigma, sigma)
+    return block
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The block
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ham", HAMS)
+@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize("grad", ["one_step", "bptt"])
+@pytest.mark.parametrize("batch, height, width", [(1, 8, 8), (4, 5, 7)])
+def test_shapes(ham, version, grad, batch, height, width):
+    torch.manual_seed(0)
+    block = open_block(Hamburger(16, ham=ham, rank=4, version=version, grad=grad, num_classes=3, steps=2))
+    x = torch.randn(batch, 16, height, width)
+    y = torch.randint(0, 3, (batch,))
+    out = block(x, y)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    block.eval()
+    assert block(x, y).shape == x.shape
+
+
+@pytest.mark.parametrize("ham", HAMS)
+def test_groups_and_dim(ham):
+    torch.manual_seed(0)
+    block = open_block(Hamburger(12, ham=ham, dim=5, rank=3, groups=3))
+    assert block.lower.out_channels == 15 and block.upper.in_channels == 15
+    assert Hamburger(12, groups=3).dim == 4
+    x = torch.randn(2, 12, 3, 5)
+    assert block(x).shape == x.shape
+
+
+@pytest.mark.parametrize("ham", HAMS)
+@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize("num_classes", [None, 5])
+def test_identity_at_init(ham, version, num_classes):
+    torch.manual_seed(0)
+    block = Hamburger(16, ham=ham, rank=4, version=version, num_classes=num_classes)
+    x = torch.randn(2, 16, 6, 5)
+    y = torch.tensor([1, 4]) if num_classes else None
+    assert torch.equal(block(x, y), x)
+
+
+@pytest.mark.parametrize("ham", HAMS)
+@pytest.mark.parametrize("groups", [1, 2])
+def test_upper_bread_on_the_factors_equals_it_on_the_reconstruction(ham, groups):
+    torch.manual_seed(0)
+    block = Hamburger(8, ham=ham, dim=6, rank=3, groups=groups).eval()
+    bases = torch.rand(2 * groups, 6, 3)
+    coef = torch.rand(2 * groups, 20, 3)
+    reconstruction = torch.bmm(bases, coef.transpose(1, 2)).view(2, groups * 6, 20)
+    expected = pointwise(block.upper, reconstruction)
+    torch.testing.assert_close(block._upper_of_low_rank(bases, coef), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("ham", HAMS)
+def test_one_step_and_bptt_compute_the_same_forward(ham):
+    one_step = open_block(Hamburger(16, ham=ham, rank=4, grad="one_step"))
+    bptt = Hamburger(16, ham=ham, rank=4, grad="bptt")
+    bptt.load_state_dict(one_step.state_dict())
+    x = torch.randn(2, 16, 6, 6)
+    torch.manual_seed(1)
+    a = one_step.eval()(x)
+    torch.manual_seed(1)
+    b = bptt.eval()(x)
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("ham", HAMS)
+def test_one_step_graph_does_not_grow_with_steps_but_bptt_does(ham):
+    x = torch.randn(2, 16, 6, 6, requires_grad=True)
+    counts = {}
+    for grad in ["one_step", "bptt"]:
+        for steps in [1, 6]:
+            block = open_block(Hamburger(16, ham=ham, rank=4, grad=grad, steps=steps))
+            counts[grad, steps] = count_saved_tensors(block, x)
+    assert counts["one_step", 1] == counts["one_step", 6]
+    assert counts["bptt", 6] > counts["bptt", 1] > counts["one_step", 1]
+
+
+@pytest.mark.parametrize("ham", HAMS)
+@pytest.mark.parametrize("grad", ["one_step", "bptt"])
+def test_gradients_reach_breads_output_scale_and_input(ham, grad):
+    torch.manual_seed(0)
+    block = Hamburger(16, ham=ham, rank=4, grad=grad, num_classes=3)
+    x = torch.randn(2, 16, 6, 6, requires_grad=True)
+    y = torch.tensor([0, 2])
+    block(x, y).square().sum().backward()
+    assert block.sigma.grad.abs() > 0  # at init only the output scale can move: the block must be able to open
+
+    open_block(block).zero_grad()
+    x.grad = None
+    block(x, y).square().sum().backward()
+    for layer in (block.lower, block.upper):
+        assert layer.parametrizations.weight.original.grad.abs().sum() > 0
+    assert block.lower.bias.grad.abs().sum() > 0
+    assert block.norm.gain.grad.abs().sum() > 0
+    assert block.sigma.grad.abs() > 0
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_eval_steps_used_in_eval_mode(monkeypatch):
+    seen = []
+    real_nmf = hamburger.nmf
+
+    def spy(x, bases, steps, inv_temperature):
+        seen.append(steps)
+        return real_nmf(x, bases, steps, inv_temperature)
+
+    monkeypatch.setattr(hamburger, "nmf", spy)
+    block = Hamburger(8, rank=2, steps=3, eval_steps=7)
+    x = torch.randn(1, 8, 4, 4)
+    block.train()(x)
+    block.eval()(x)
+    assert seen == [3, 7]
+    seen.clear()
+    Hamburger(8, rank=2, steps=3).eval()(x)
+    assert seen == [3]
+
+
+def test_class_conditional_norm_depends_on_labels():
+    torch.manual_seed(0)
+    block = open_block(Hamburger(8, rank=2, num_classes=2)).eval()
+    with torch.no_grad():
+        block.norm.gain[1].fill_(3.0)
+    x = torch.randn(1, 8, 4, 4)
+    torch.manual_seed(1)
+    a = block(x, torch.tensor([0]))
+    torch.manual_seed(1)
+    b = block(x, torch.tensor([1]))
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="class labels y"):
+        block(x)
+
+
+def test_nmf_runs_in_float32_under_autocast_and_returns_finite_values():
+    torch.manual_seed(0)
+    block = open_block(Hamburger(16, rank=4))
+    dtypes = []
+    decompose = block.decompose
+
+    def spy(x):
+        bases, coef = decompose(x)
+        dtypes.extend([x.dtype, bases.dtype, coef.dtype])
+        return bases, coef
+
+    block.decompose = spy
+    x = torch.randn(2, 16, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = block(x)
+    assert dtypes == [torch.float32] * 3
+    assert torch.isfinite(out).all()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.isfinite(block(x.bfloat16())).all()
+
+
+@pytest.mark.parametrize("ham", HAMS)
+def test_zeros_in_zeros_out_and_large_inputs_stay_finite(ham):
+    block = Hamburger(8, ham=ham, rank=3)
+    for grad in ["one_step", "bptt"]:
+        block.grad = grad
+        zeros = torch.zeros(2, 8, 20, requires_grad=True)
+        bases, coef = block.decompose(zeros)
+        reconstruction = torch.bmm(bases, coef.transpose(1, 2))
+        assert torch.isfinite(bases).all() and torch.isfinite(coef).all()
+        assert torch.equal(reconstruction, torch.zeros_like(reconstruction))
+        reconstruction.sum().backward()
+        assert torch.isfinite(zeros.grad).all()
+    open_block(block)
+    assert torch.isfinite(block(torch.zeros(1, 8, 4, 5))).all()
+    assert torch.isfinite(block(1e4 * torch.randn(1, 8, 4, 5))).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(channels=30, groups=4), "groups"),
+        (dict(channels=0), "channels"),
+        (dict(channels=8, dim=0), "dim"),
+        (dict(channels=8, rank=0), "rank"),
+        (dict(channels=8, ham="svd"), "ham"),
+        (dict(channels=8, grad="full"), "grad"),
+        (dict(channels=8, version="v3"), "version"),
+        (dict(channels=8, steps=0), "steps"),
+        (dict(channels=8, eval_steps=0), "eval_steps"),
+        (dict(channels=8, inv_temperature=0.0), "inv_temperature"),
+    ],
+)
+def test_bad_arguments_raise_value_error_naming_them(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        Hamburger(**kwargs)
+
+
+def test_rank_larger_than_pixels_raises_in_forward():
+    block = Hamburger(8, rank=17)
+    with pytest.raises(ValueError, match=r"rank \(17\).*H\*W \(4\*4 = 16\)"):
+        block(torch.randn(1, 8, 4, 4))
+    with pytest.raises(ValueError, match="shape"):
+        block(torch.randn(1, 9, 8, 8))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The decompositions
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("grad_enabled", [False, True])
+def test_nmf_iterates_stay_non_negative(grad_enabled):
+    torch.manual_seed(0)
+    x = torch.relu(torch.randn(3, 16, 50))
+    with torch.set_grad_enabled(grad_enabled):
+        for steps in [1, 4, 12]:
+            bases, coef = nmf(x, nmf_bases(3, 16, 5), steps)
+            assert (bases >= 0).all() and (coef >= 0).all()
+            assert torch.isfinite(bases).all() and torch.isfinite(coef).all()
+
+
+def test_nmf_reconstruction_error_falls_with_steps():
+    torch.manual_seed(0)
+    x = torch.rand(2, 32, 6) @ torch.rand(2, 6, 200)  # non-negative, rank 6
+    start = nmf_bases(2, 32, 6)
+    errors = []
+    for steps in [1, 5, 30, 100]:
+        with torch.no_grad():
+            bases, coef = nmf(x, start.clone(), steps)
+        errors.append(((x - bases @ coef.transpose(1, 2)).norm() / x.norm()).item())
+    assert all(a > b for a, b in zip(errors, errors[1:])), errors
+    assert errors[-1] < 0.6 * errors[0], errors
+
+
+def test_vq_and_cd_bases():
+    torch.manual_seed(0)
+    start = unit_bases(2, 16, 4)
+    torch.testing.assert_close(start.norm(dim=1), torch.ones(2, 4))
+    x = torch.randn(2, 16, 30)
+    bases, coef = cd(x, start.clone(), 3)
+    torch.testing.assert_close(bases.norm(dim=1), torch.ones(2, 4))
+    bases, coef = vq(x, start.clone(), 3)
+    torch.testing.assert_close(coef.sum(dim=1), torch.ones(2, 4), atol=1e-4, rtol=0)  # normalised over N
+    torch.testing.assert_close(bases, x @ coef)  # centroids: weighted means of the columns
+
+
+def test_vq_finds_well_separated_clusters():
+    torch.manual_seed(0)
+    centres = nn.functional.normalize(torch.randn(1, 16, 3), dim=1)
+    x = centres.repeat_interleave(10, dim=2) + 0.01 * torch.randn(1, 16, 30)
+    bases, _ = vq(x, unit_bases(1, 16, 3), 6, inv_temperature=100.0)
+    found = nn.functional.normalize(bases, dim=1)
+    similarity = (found.transpose(1, 2) @ centres)[0]  # (3 found, 3 true)
+    assert (similarity.max(dim=0).values > 0.99).all()
+
+
+def test_cd_coef_solves_the_ridge_normal_equations():
+    torch.manual_seed(0)
+    x = torch.randn(2, 10, 25)
+    bases = unit_bases(2, 10, 4)
+    coef = cd_coef(x, bases, beta=0.01)
+    lhs = (bases.transpose(1, 2) @ bases + 0.01 * torch.eye(4)) @ coef.transpose(1, 2)
+    torch.testing.assert_close(lhs, bases.transpose(1, 2) @ x, rtol=1e-4, atol=1e-4)

@@ -1,0 +1,381 @@
+"""Generator / Discriminator: the architecture table, shapes of every config, the HamGAN-128 layout (context block
+at 32x32 with 256 / 128 channels), identity at init, parameter counts derived independently from the table,
+the projection term, init schemes and input errors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from hamgan.config import HamConfig, ModelConfig, NetConfig
+from hamgan.nn import Discriminator, Generator, Hamburger, SelfAttention
+from hamgan.nn.layers import ConditionalBatchNorm2d
+from hamgan.nn.networks import ARCHITECTURES, G_BASE_RES, valid_context_res
+
+# Context resolutions that exist at every resolution (the D default of 32 does not exist at 32).
+SMALL_CONTEXT_RES = {32: (16, 16), 64: (32, 32), 128: (32, 32)}
+
+
+def small_cfg(resolution: int, context: str = "ham", channels: int = 8, **kw) -> ModelConfig:
+    g_res, d_res = SMALL_CONTEXT_RES[resolution]
+    defaults = dict(
+        resolution=resolution,
+        num_classes=10,
+        z_dim=16,
+        context=context,
+        init="normal",
+        g=NetConfig(channels=channels, context_res=g_res, ham_rank=8),
+        d=NetConfig(channels=channels, context_res=d_res, ham_rank=4),
+    )
+    return ModelConfig(**{**defaults, **kw})
+
+
+def real_cfg(context: str = "ham", **kw) -> ModelConfig:
+    """HamGAN-128: ImageNet 128, 1000 classes, gf = df = 64 (the schema defaults). Init does not change what these
+    tests check; normal init skips seconds of QR."""
+    return ModelConfig(context=context, init="normal", **kw)
+
+
+def num_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Independent parameter count from the table (closed forms; spectral norm's u, v and BN running stats are buffers)
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def conv(k: int, cin: int, cout: int, bias: bool = True) -> int:
+    return k * k * cin * cout + (cout if bias else 0)
+
+
+def linear(fin: int, fout: int) -> int:
+    return fin * fout + fout
+
+
+def cbn(c: int, classes: int) -> int:
+    return 2 * c * classes  # per-class gain and bias
+
+
+def context_params(cfg: ModelConfig, net: NetConfig, c: int, conditional: bool) -> int:
+    if cfg.context == "none":
+        return 0
+    if cfg.context == "attention":  # theta, phi: C -> C/8; g: C -> C/2; out: C/2 -> C, no biases; gamma
+        return 2 * conv(1, c, c // 8, bias=False) + 2 * conv(1, c, c // 2, bias=False) + 1
+    d = net.ham_dim or c  # lower bread C -> D (bias), upper D -> C (bias only without the CBN), sigma
+    upper = conv(1, d, c, bias=False) + cbn(c, cfg.num_classes) if conditional else conv(1, d, c)
+    return conv(1, c, d) + upper + 1
+
+
+def expected_g_params(cfg: ModelConfig) -> int:
+    w, k, specs = cfg.g.channels, cfg.num_classes, ARCHITECTURES[cfg.resolution].g
+    total = linear(cfg.z_dim, G_BASE_RES**2 * specs[0].in_mult * w)
+    for s in specs:
+        cin, cout = s.in_mult * w, s.out_mult * w
+        total += cbn(cin, k) + conv(3, cin, cout) + cbn(cout, k) + conv(3, cout, cout) + conv(1, cin, cout)
+    ctx = next(s for s in specs if s.res == cfg.g.context_res)
+    total += context_params(cfg, cfg.g, ctx.out_mult * w, conditional=True)
+    last = specs[-1].out_mult * w
+    return total + 2 * last + conv(3, last, cfg.img_channels)  # BN (affine) + output conv
+
+
+def expected_d_params(cfg: ModelConfig) -> int:
+    w, specs = cfg.d.channels, ARCHITECTURES[cfg.resolution].d
+    first, *rest = specs
+    total = conv(3, cfg.img_channels, first.out_mult * w) + conv(3, first.out_mult * w, first.out_mult * w)
+    total += conv(1, cfg.img_channels, first.out_mult * w)
+    for s in rest:
+        cin, cout = s.in_mult * w, s.out_mult * w
+        total += conv(3, cin, cout) + conv(3, cout, cout) + (conv(1, cin, cout) if s.resample or cin != cout else 0)
+    ctx = next(s for s in specs if s.res == cfg.d.context_res)
+    total += context_params(cfg, cfg.d, ctx.out_mult * w, conditional=False)
+    last = specs[-1].out_mult * w
+    return total + linear(last, 1) + cfg.num_classes * last  # linear head + projection embedding
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The table
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("resolution", sorted(ARCHITECTURES))
+def test_table_is_consistent(resolution):
+    arch = ARCHITECTURES[resolution]
+    res = G_BASE_RES
+    for prev, s in zip((None, *arch.g), arch.g):
+        assert prev is None or s.in_mult == prev.out_mult
+        assert s.resample
+        res *= 2
+        assert s.res == res
+    assert res == resolution
+    assert arch.d[0].in_mult is None and arch.d[0].resample
+    res = resolution
+    for prev, s in zip(arch.d, arch.d[1:]):
+        assert s.in_mult == prev.out_mult
+    for s in arch.d:
+        res = res // 2 if s.resample else res
+        assert s.res == res
+
+
+def test_tf_gan_sagan_layout_at_128():
+    arch = ARCHITECTURES[128]
+    assert [(s.out_mult, s.res) for s in arch.g] == [(16, 8), (8, 16), (4, 32), (2, 64), (1, 128)]
+    assert arch.g[0].in_mult == 16
+    assert [(s.out_mult, s.res, s.resample) for s in arch.d] == [
+        (1, 64, True), (2, 32, True), (4, 16, True), (8, 8, True), (16, 4, True), (16, 4, False),
+    ]  # fmt: skip
+
+
+def test_valid_context_res():
+    assert valid_context_res(32, "g") == [8, 16, 32]
+    assert valid_context_res(32, "d") == [16, 8]
+    assert valid_context_res(64, "g") == [8, 16, 32, 64]
+    assert valid_context_res(64, "d") == [32, 16, 8, 4]
+    assert valid_context_res(128, "g") == [8, 16, 32, 64, 128]
+    assert valid_context_res(128, "d") == [64, 32, 16, 8, 4]
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Shapes of every config
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.parametrize("context", ["ham", "attention", "none"])
+@pytest.mark.parametrize("resolution", [32, 64, 128])
+def test_shapes_of_every_config(resolution, context, batch):
+    torch.manual_seed(0)
+    cfg = small_cfg(resolution, context)
+    G, D = Generator(cfg), Discriminator(cfg)
+    z, y = torch.randn(batch, cfg.z_dim), torch.randint(0, cfg.num_classes, (batch,))
+    x = G(z, y)
+    assert x.shape == (batch, 3, resolution, resolution)
+    assert x.abs().max() <= 1.0 and torch.isfinite(x).all()
+    logits = D(x, y)
+    assert logits.shape == (batch,) and torch.isfinite(logits).all()
+    expected_type = {"ham": Hamburger, "attention": SelfAttention, "none": type(None)}[context]
+    assert isinstance(G.context, expected_type) and isinstance(D.context, expected_type)
+    assert (G.z_dim, G.num_classes, G.resolution) == (16, 10, resolution)
+    logits.mean().backward()  # gradients reach both ends of G
+    assert G.linear.parametrizations.weight.original.grad is not None
+
+
+@pytest.mark.parametrize("resolution", [32, 64, 128])
+def test_params_of_small_configs_match_table(resolution):
+    for context in ("ham", "attention", "none"):
+        cfg = small_cfg(resolution, context, img_channels=1)
+        assert num_params(Generator(cfg)) == expected_g_params(cfg)
+        assert num_params(Discriminator(cfg)) == expected_d_params(cfg)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# HamGAN-128 (real config)
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hamgan128():
+    torch.manual_seed(0)
+    cfg = real_cfg("ham")
+    return cfg, Generator(cfg), Discriminator(cfg)
+
+
+def capture_context(net: torch.nn.Module, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    seen = {}
+
+    def hook(module, args, out):
+        seen["in"], seen["out"] = args[0], out
+
+    handle = net.context.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            result = net(*inputs)
+    finally:
+        handle.remove()
+    return seen["in"], seen["out"], result
+
+
+def test_hamgan128_context_at_32x32_with_256_and_128_channels_and_identity_at_init(hamgan128):
+    cfg, G, D = hamgan128
+    z, y = torch.randn(1, 128), torch.tensor([999])
+    g_in, g_out, x = capture_context(G, z, y)
+    assert g_in.shape == (1, 256, 32, 32)
+    assert x.shape == (1, 3, 128, 128) and x.abs().max() <= 1
+    d_in, d_out, logits = capture_context(D, x, y)
+    assert d_in.shape == (1, 128, 32, 32)
+    assert logits.shape == (1,)
+    assert G.context.dim == 256 and G.context.rank == 32 and G.context.norm is not None
+    assert D.context.dim == 128 and D.context.rank == 16 and D.context.norm is None
+    # sigma = 0 at init: the context block is exactly the identity inside both networks
+    assert torch.equal(g_in, g_out) and torch.equal(d_in, d_out)
+
+
+def test_hamgan128_every_conv_linear_embedding_is_spectrally_normalised(hamgan128):
+    _, G, D = hamgan128
+    for net in (G, D):
+        layers = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.Embedding))]
+        assert layers and all(hasattr(m, "parametrizations") for m in layers)
+    assert not any(isinstance(m, ConditionalBatchNorm2d) for m in [G.bn])  # the last BN is plain
+
+
+@pytest.mark.parametrize("context", ["ham", "attention", "none"])
+def test_hamgan128_param_counts_match_table(context, hamgan128):
+    if context == "ham":
+        cfg, G, D = hamgan128
+    else:
+        cfg = real_cfg(context)
+        G, D = Generator(cfg), Discriminator(cfg)
+    assert num_params(G) == expected_g_params(cfg)
+    assert num_params(D) == expected_d_params(cfg)
+
+
+def test_hamgan128_param_counts_by_hand():
+    """Spelled out once for the reference: context blocks at 32x32, G: 256 ch, D: 128 ch, 1000 classes."""
+    ham_g = (256 * 256 + 256) + 256 * 256 + 2 * 256 * 1000 + 1
+    ham_d = (128 * 128 + 128) + (128 * 128 + 128) + 1
+    att = lambda c: 2 * c * c // 8 + 2 * c * c // 2 + 1  # noqa: E731
+    assert context_params(real_cfg("ham"), real_cfg().g, 256, True) == ham_g == 643_329
+    assert context_params(real_cfg("ham"), real_cfg().d, 128, False) == ham_d == 33_025
+    assert context_params(real_cfg("attention"), real_cfg().g, 256, True) == att(256) == 81_921
+    assert context_params(real_cfg("attention"), real_cfg().d, 128, False) == att(128) == 20_481
+    assert expected_g_params(real_cfg("none")) == 41_996_931
+    assert expected_d_params(real_cfg("none")) == 39_443_137
+
+
+@pytest.mark.parametrize("context", ["ham", "attention"])
+def test_context_at_64_as_biggan(context):
+    cfg = small_cfg(128, context, g=NetConfig(channels=8, context_res=64, ham_rank=8))
+    cfg = dataclasses.replace(cfg, d=NetConfig(channels=8, context_res=64, ham_rank=4))
+    G, D = Generator(cfg), Discriminator(cfg)
+    y = torch.tensor([1, 2])
+    g_in, g_out, x = capture_context(G, torch.randn(2, 16), y)
+    d_in, d_out, _ = capture_context(D, x, y)
+    assert g_in.shape == (2, 16, 64, 64) and d_in.shape == (2, 8, 64, 64)
+    assert torch.equal(g_in, g_out) and torch.equal(d_in, d_out)
+
+
+def test_identity_at_init_small_attention():
+    cfg = small_cfg(32, "attention")
+    G, D = Generator(cfg), Discriminator(cfg)
+    y = torch.tensor([0, 9])
+    g_in, g_out, x = capture_context(G, torch.randn(2, 16), y)
+    d_in, d_out, _ = capture_context(D, x, y)
+    assert torch.equal(g_in, g_out) and torch.equal(d_in, d_out)
+
+
+def test_ham_settings_come_from_config():
+    cfg = small_cfg(64, "ham", ham=HamConfig(kind="cd", steps=3, eval_steps=5, grad="bptt", groups=2))
+    cfg = dataclasses.replace(cfg, g=NetConfig(channels=8, context_res=32, ham_dim=12, ham_rank=6))
+    G = Generator(cfg)
+    ham = G.context
+    assert (ham.ham, ham.steps, ham.eval_steps, ham.grad, ham.groups) == ("cd", 3, 5, "bptt", 2)
+    assert (ham.dim, ham.rank, ham.channels) == (12, 6, 32)
+    assert Discriminator(cfg).context.norm is None
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Conditioning
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def test_projection_term_depends_on_label():
+    torch.manual_seed(0)
+    cfg = small_cfg(32, "none")
+    D = Discriminator(cfg).eval()  # eval: spectral norm's power iteration does not move the weights between calls
+    x = torch.randn(3, 3, 32, 32)
+    a, b = D(x, torch.tensor([0, 1, 2])), D(x, torch.tensor([3, 4, 5]))
+    assert not torch.allclose(a, b)
+    # and exactly through <embedding(y), h>: the difference is <e(y1) - e(y2), h>
+    h = {}
+
+    def hook(module, args, out):
+        h["h"] = args[0]  # the sum-pooled features (B, C)
+
+    handle = D.linear.register_forward_hook(hook)
+    D(x, torch.tensor([0, 1, 2]))
+    handle.remove()
+    e = D.embedding.weight
+    torch.testing.assert_close(a - b, ((e[[0, 1, 2]] - e[[3, 4, 5]]) * h["h"]).sum(1))
+
+
+def test_generator_depends_on_label_through_cbn():
+    torch.manual_seed(0)
+    cfg = small_cfg(32, "ham")
+    G = Generator(cfg).eval()
+    with torch.no_grad():
+        for m in G.modules():
+            if isinstance(m, ConditionalBatchNorm2d):
+                m.gain.normal_(1.0, 0.3)
+                m.bias.normal_(0.0, 0.3)
+    z = torch.randn(1, 16).repeat(2, 1)
+    x = G(z, torch.tensor([0, 1]))
+    assert not torch.allclose(x[0], x[1])
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Init
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def weights(net: torch.nn.Module) -> list[torch.Tensor]:
+    return [
+        m.parametrizations.weight.original
+        for m in net.modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.Embedding))
+    ]
+
+
+def test_init_normal_has_std_002():
+    G = Generator(small_cfg(32, "ham", channels=16, init="normal"))
+    w = torch.cat([t.flatten() for t in weights(G)])
+    assert abs(w.std().item() - 0.02) < 0.001 and abs(w.mean().item()) < 0.001
+    assert all(m.bias.abs().max() == 0 for m in G.modules() if isinstance(m, torch.nn.Conv2d) and m.bias is not None)
+
+
+def test_init_orthogonal_rows_are_orthonormal():
+    D = Discriminator(small_cfg(32, "attention", channels=16, init="orthogonal"))
+    w = D.blocks[1].conv1.parametrizations.weight.original.flatten(1)  # (64, 576): orthonormal rows
+    torch.testing.assert_close(w @ w.T, torch.eye(w.shape[0]), atol=1e-5, rtol=0)
+
+
+def test_init_xavier_bound():
+    D = Discriminator(small_cfg(32, "none", channels=16, init="xavier"))
+    w = D.blocks[1].conv1.parametrizations.weight.original  # fan_in = fan_out = 64 * 9
+    bound = (6 / (2 * 64 * 9)) ** 0.5
+    assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Errors
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def test_invalid_context_res_lists_valid_values():
+    with pytest.raises(ValueError, match=r"g.context_res=48.*\[8, 16, 32, 64, 128\]"):
+        Generator(small_cfg(128, "ham", g=NetConfig(channels=8, context_res=48)))
+    with pytest.raises(ValueError, match=r"d.context_res=32.*\[16, 8\]"):
+        Discriminator(small_cfg(32, "attention", d=NetConfig(channels=8, context_res=32)))
+    # irrelevant without a context block
+    Discriminator(small_cfg(32, "none", d=NetConfig(channels=8, context_res=32)))
+
+
+def test_bad_inputs_raise_clear_errors():
+    cfg = small_cfg(32, "none")
+    G, D = Generator(cfg), Discriminator(cfg)
+    y = torch.tensor([0, 1])
+    with pytest.raises(ValueError, match=r"z must have shape \(B, 16\)"):
+        G(torch.randn(2, 17), y)
+    with pytest.raises(ValueError, match=r"\[0, 10\).*\[0, 10\]"):
+        G(torch.randn(2, 16), torch.tensor([0, 10]))
+    with pytest.raises(ValueError, match=r"\[0, 10\)"):
+        D(torch.randn(2, 3, 32, 32), torch.tensor([-1, 0]))
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        G(torch.randn(2, 16), torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="integer class labels"):
+        G(torch.randn(2, 16), torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"x must have shape \(B, 3, 32, 32\)"):
+        D(torch.randn(2, 3, 64, 64), y)
+    with pytest.raises(ValueError, match="resolution must be one of"):
+        Generator(dataclasses.replace(cfg, resolution=256))
