@@ -242,7 +242,10 @@ def to_dict(cfg: Config) -> dict:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """``'train.lr_g=2e-4'`` -> ``('train.lr_g', 0.0002)``."""
+    """``'train.batch_size=64'`` -> ``('train.batch_size', 64)``; the value is parsed as YAML.
+
+    YAML 1.1 reads ``2e-4`` as a string; the schema converts it to float when the config is built.
+    """
     if "=" not in text:
         raise ConfigError(f"override '{text}' must look like dotted.key=value, e.g. train.batch_size=64")
     key, raw = text.split("=", 1)
@@ -250,7 +253,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as e:
-        raise ConfigError(f"override '{text}': the value is not valid YAML ({e})") from None
+        problem = getattr(e, "problem", None) or type(e).__name__
+        raise ConfigError(f"override '{text}': the value is not valid YAML ({problem})") from None
     return key, value
 
 
@@ -283,7 +287,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"config file '{path}' is not valid YAML: {e}") from None
+            where = getattr(e, "problem_mark", None)
+            line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+            problem = getattr(e, "problem", None) or type(e).__name__
+            raise ConfigError(f"config file '{path}' is not valid YAML{line}: {problem}") from None
     return from_dict(apply_overrides(data, list(overrides)))
 
 

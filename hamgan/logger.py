@@ -1,0 +1,152 @@
+"""Run logging: a JSON-lines metrics file, Weights & Biases (offline by default) and a tqdm progress bar.
+
+Everything here is done by rank 0 only; other ranks get a logger that does nothing (``enabled=False``).
+
+Files in the run folder::
+
+    metrics.jsonl     one JSON object per logged step: {"step": ..., "loss_g": ..., ...}
+    wandb/            the W&B run (offline mode: sync later with ``wandb sync RUN/wandb/offline-run-*``)
+    wandb_id.txt      the W&B run id, so a resumed training continues the same W&B run
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+def truncate_metrics(path: str | Path, step: int) -> None:
+    """Drop records after ``step`` from a metrics file (what an interrupted run logged past its last checkpoint)."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by a crash
+            continue
+        if record.get("step", 0) <= step:
+            kept.append(line)
+    path.write_text("".join(line + "\n" for line in kept))
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)  # JSON has no NaN/inf
+    return v
+
+
+class RunLogger:
+    """Metrics to ``metrics.jsonl`` and W&B, sample grids to W&B, and the progress bar.
+
+    Args:
+        run_dir: the run folder.
+        config: the resolved config as a plain dict (stored in the W&B run).
+        wandb_mode: "offline" (default, no account needed), "online" or "disabled".
+        project, name: W&B project and run name (name defaults to the run folder's name).
+        use_tqdm: show a progress bar.
+        enabled: False on ranks other than 0: every method is a no-op.
+        resume_step: when resuming, the checkpoint's step; metrics logged after it are dropped.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        config: dict | None = None,
+        wandb_mode: str = "offline",
+        project: str = "hamgan",
+        name: str | None = None,
+        use_tqdm: bool = True,
+        enabled: bool = True,
+        resume_step: int = 0,
+    ) -> None:
+        if wandb_mode not in WANDB_MODES:
+            raise ValueError(f"log.wandb must be one of {', '.join(WANDB_MODES)}, got {wandb_mode!r}")
+        self.enabled = enabled
+        self.run_dir = Path(run_dir)
+        self.use_tqdm = use_tqdm
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.bar: tqdm | None = None
+        self.wandb_run = None
+        if not enabled:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        truncate_metrics(self.metrics_path, resume_step)
+        if wandb_mode != "disabled":
+            self.wandb_run = self._init_wandb(config, wandb_mode, project, name or self.run_dir.name)
+
+    def _init_wandb(self, config: dict | None, mode: str, project: str, name: str):
+        import wandb
+
+        id_file = self.run_dir / "wandb_id.txt"
+        run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:8]
+        id_file.write_text(run_id + "\n")
+        os.environ.setdefault("WANDB_SILENT", "true")
+        return wandb.init(
+            project=project,
+            name=name,
+            id=run_id,
+            resume="allow",
+            dir=str(self.run_dir),
+            mode=mode,
+            config=config,
+        )
+
+    # ---------------------------------------------------------------------------------------------------------------
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        """Append ``{"step": step, **metrics}`` to metrics.jsonl and log the scalars to W&B."""
+        if not self.enabled:
+            return
+        record = {"step": step, **{k: _json_value(v) for k, v in metrics.items()}}
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.wandb_run is not None:
+            self.wandb_run.log(metrics, step=step)
+
+    def log_image(self, step: int, key: str, path: str | Path, caption: str = "") -> None:
+        """Log a saved image file (e.g. a sample grid PNG) to W&B."""
+        if not self.enabled or self.wandb_run is None:
+            return
+        import wandb
+
+        self.wandb_run.log({key: wandb.Image(str(path), caption=caption)}, step=step)
+
+    def progress(self, total: int, initial: int = 0) -> None:
+        """Start the progress bar at step ``initial`` of ``total``."""
+        if self.enabled and self.use_tqdm:
+            self.bar = tqdm(total=total, initial=initial, desc="train", unit="it", dynamic_ncols=True)
+
+    def advance(self, n: int = 1, **postfix: Any) -> None:
+        """Move the bar ``n`` steps; ``postfix`` values (losses, images/s) are shown after it."""
+        if self.bar is not None:
+            if postfix:
+                self.bar.set_postfix({k: f"{v:.3g}" if isinstance(v, float) else v for k, v in postfix.items()},
+                                     refresh=False)
+            self.bar.update(n)
+
+    def write(self, message: str) -> None:
+        """Print a line without breaking the progress bar (rank 0 only)."""
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(message)
+        else:
+            print(message, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+            self.wandb_run = None

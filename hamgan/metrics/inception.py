@@ -1,0 +1,142 @@
+"""The FID Inception-v3 (TF graph of 2015-12-05, as ported by pytorch-fid): pool3 features and 1008-way logits.
+
+The network and its weights are pytorch-fid's (``pytorch_fid.inception``); preprocessing is exactly that of
+``pytorch_fid.inception.InceptionV3(resize_input=True, normalize_input=True)`` fed by ``ToTensor()``:
+
+    uint8 (B, 3, H, W) -> float / 255 -> bilinear resize to 299x299 (align_corners=False) -> 2x - 1 -> network
+
+so features of a uint8 batch equal pytorch-fid's features of the same images read from PNG files.
+
+Weights are looked up like pytorch-fid does it, in the torch hub cache
+(``$TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth``, downloaded there on first use), or read from
+an explicit file (``--inception-weights PATH``).
+
+Speed on CPU (features unchanged to ~1e-5): batch norms folded into the convolutions, channels_last memory format
+(oneDNN's native layout), ``torch.inference_mode``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from pytorch_fid import inception as pfid
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+WEIGHTS_NAME = os.path.basename(pfid.FID_WEIGHTS_URL)  # pt_inception-2015-12-05-6726825d.pth
+FEATURE_DIM = 2048
+NUM_LOGITS = 1008
+
+
+class InceptionWeightsError(RuntimeError):
+    """The FID Inception weights cannot be found, downloaded or read."""
+
+
+def hub_checkpoint_dir() -> Path:
+    """Where torch hub (and so pytorch-fid) keeps downloaded weights: ``$TORCH_HOME/hub/checkpoints``."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _missing_weights_error(reason: str) -> InceptionWeightsError:
+    target = hub_checkpoint_dir() / WEIGHTS_NAME
+    return InceptionWeightsError(
+        f"the FID Inception weights could not be loaded ({reason}). Put {WEIGHTS_NAME} at {target} "
+        f"(the torch hub cache, set by $TORCH_HOME), or pass --inception-weights PATH. "
+        f"Download: {pfid.FID_WEIGHTS_URL}"
+    )
+
+
+def load_inception_state_dict(weights: str | Path | None = None) -> dict[str, torch.Tensor]:
+    """The state dict of pytorch-fid's FID Inception: from ``weights`` or from the torch hub cache (downloading)."""
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise _missing_weights_error(f"no file at --inception-weights {path}")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise _missing_weights_error(f"'{path}' is not a readable weights file: {type(e).__name__}: {e}") from None
+    try:
+        return pfid.load_state_dict_from_url(pfid.FID_WEIGHTS_URL, progress=True, map_location="cpu")
+    except Exception as e:  # no network (URLError), truncated file, ...
+        raise _missing_weights_error(f"{type(e).__name__}: {e}") from None
+
+
+def fid_inception_v3(weights: str | Path | None = None) -> nn.Module:
+    """pytorch-fid's FID Inception-v3 (``pytorch_fid.inception.fid_inception_v3``), weights from ``weights`` or hub.
+
+    Same construction as pytorch-fid's function; rebuilt here only so the weights can come from a given file.
+    """
+    net = pfid._inception_v3(num_classes=NUM_LOGITS, aux_logits=False, weights=None)
+    net.Mixed_5b = pfid.FIDInceptionA(192, pool_features=32)
+    net.Mixed_5c = pfid.FIDInceptionA(256, pool_features=64)
+    net.Mixed_5d = pfid.FIDInceptionA(288, pool_features=64)
+    net.Mixed_6b = pfid.FIDInceptionC(768, channels_7x7=128)
+    net.Mixed_6c = pfid.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6d = pfid.FIDInceptionC(768, channels_7x7=160)
+    net.Mixed_6e = pfid.FIDInceptionC(768, channels_7x7=192)
+    net.Mixed_7b = pfid.FIDInceptionE_1(1280)
+    net.Mixed_7c = pfid.FIDInceptionE_2(2048)
+    state = load_inception_state_dict(weights)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise _missing_weights_error(f"the file does not hold the FID Inception weights: {str(e)[:200]}") from None
+    return net.eval()
+
+
+def _fold_batch_norms(module: nn.Module) -> None:
+    """Fold every eval-mode ``BasicConv2d`` (conv without bias -> BN) into one conv with bias, in place."""
+    for child in module.children():
+        if hasattr(child, "conv") and isinstance(getattr(child, "bn", None), nn.BatchNorm2d):
+            child.conv = fuse_conv_bn_eval(child.conv, child.bn)
+            child.bn = nn.Identity()
+        else:
+            _fold_batch_norms(child)
+
+
+class InceptionFeatures(nn.Module):
+    """uint8 images -> (pool3 features (B, 2048), logits (B, 1008)), both float32.
+
+    Input: uint8 (B, 3, H, W) RGB, any H, W (resized to 299 like pytorch-fid).
+    """
+
+    def __init__(self, weights: str | Path | None = None, fast: bool = True):
+        super().__init__()
+        self.net = fid_inception_v3(weights)
+        self.fast = fast
+        if fast:
+            _fold_batch_norms(self.net)
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.requires_grad_(False)
+        self.eval()
+
+    @property
+    def head_is_zero(self) -> bool:
+        """True for weight files without the 1008-class head (IS is then always 1 and meaningless)."""
+        fc = self.net.fc
+        return bool((fc.weight == 0).all() and (fc.bias == 0).all())
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 3, H, W) -> float (B, 3, 299, 299) in [-1, 1], as pytorch-fid (ToTensor + InceptionV3)."""
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected uint8 images of shape (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+        x = images.float().div(255)
+        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        return 2 * x - 1
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.preprocess(images)
+        if self.fast:
+            x = x.contiguous(memory_format=torch.channels_last)
+        n = self.net
+        for layer in (n.Conv2d_1a_3x3, n.Conv2d_2a_3x3, n.Conv2d_2b_3x3, n.maxpool1, n.Conv2d_3b_1x1,
+                      n.Conv2d_4a_3x3, n.maxpool2, n.Mixed_5b, n.Mixed_5c, n.Mixed_5d, n.Mixed_6a, n.Mixed_6b,
+                      n.Mixed_6c, n.Mixed_6d, n.Mixed_6e, n.Mixed_7a, n.Mixed_7b, n.Mixed_7c):  # fmt: skip
+            x = layer(x)
+        features = F.adaptive_avg_pool2d(x, (1, 1)).flatten(1)  # pool3, (B, 2048)
+        logits = n.fc(features)  # (B, 1008); dropout is the identity in eval
+        return features, logits

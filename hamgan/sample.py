@@ -1,0 +1,260 @@
+"""Sampling a trained generator: truncated latents, uint8 images as PNG would store them, class grids, interpolation.
+
+Library (reused by the evaluator, the trainer and the notebook)::
+
+    z = truncated_z(n, z_dim, truncation, generator)          # (n, z_dim), entries resampled until |z| <= T
+    x = sample_images(G, n, classes, truncation, seed)        # uint8 (n, 3, R, R)
+    grid = class_grid(G, classes, per_class, truncation, seed)  # float (len(classes) * per_class, C, R, R) in [0,1]
+
+CLI ``hamgan-sample CKPT --out PATH``: ``--out grid.png`` writes one row per class, ``--out folder`` one PNG per
+image, ``--npz`` an ``arr_0`` array of uint8 (N, H, W, 3) images for external evaluators, ``--interpolate A,B``
+a row per class walking from seed A's latent to seed B's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torchvision.utils import make_grid, save_image
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Generator output float (B, C, H, W) in [-1, 1] -> uint8 (B, 3, H, W), exactly as ``save_image`` to PNG.
+
+    ``(x + 1) / 2``, then torchvision's ``mul(255).add_(0.5).clamp_(0, 255)`` and truncation to uint8; a grey image
+    (C = 1) is repeated to 3 channels, as reading its PNG with ``.convert('RGB')`` does.
+    """
+    if x.dim() != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"expected images (B, 1 or 3, H, W), got shape {tuple(x.shape)}")
+    u8 = ((x.float() + 1) / 2).mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
+    return u8.expand(-1, 3, -1, -1).contiguous() if u8.shape[1] == 1 else u8
+
+
+def truncated_z(n: int, z_dim: int, truncation: float | None = None, generator: torch.Generator | None = None,
+                ) -> torch.Tensor:
+    """(n, z_dim) standard normal latents; with ``truncation`` T, entries with |z| > T are redrawn until none is."""
+    if truncation is not None and truncation <= 0:
+        raise ValueError(f"truncation must be > 0 (or None for no truncation), got {truncation}")
+    z = torch.randn(n, z_dim, generator=generator)
+    if truncation is not None:
+        while True:
+            outside = z.abs() > truncation
+            count = int(outside.sum())
+            if count == 0:
+                break
+            z[outside] = torch.randn(count, generator=generator)
+    return z
+
+
+@contextlib.contextmanager
+def seeded_rng(seed: int, device: str | torch.device) -> Iterator[None]:
+    """Run with torch's global RNG (CPU, and ``device`` if CUDA) seeded, restoring it afterwards.
+
+    The Hamburger draws its initial bases from the global RNG in every forward pass; seeding it makes samples
+    reproducible without disturbing the caller's random state.
+    """
+    devices = [device] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def check_classes(classes: Sequence[int], num_classes: int) -> None:
+    bad = [c for c in classes if not 0 <= c < num_classes]
+    if bad:
+        raise ValueError(f"class index {bad[0]} is out of range: this generator has {num_classes} classes "
+                         f"(valid: 0..{num_classes - 1})")
+
+
+def iter_samples(
+    G: nn.Module, n: int, batch_size: int = 100, classes: Sequence[int] | None = None,
+    truncation: float | None = None, seed: int = 0, device: str | torch.device | None = None,
+) -> Iterator[torch.Tensor]:
+    """``n`` images of G as uint8 (B, 3, R, R) batches (on ``device``), labels uniform over ``classes`` (all).
+
+    Latents and labels are drawn on the CPU from ``seed``; the global RNG (Hamburger bases) is seeded per batch
+    from ``seed`` and the batch index, so samples are reproducible for a given seed and batch size.
+    """
+    if n <= 0:
+        raise ValueError(f"number of samples must be positive, got {n}")
+    if device is None:
+        device = next(G.parameters()).device
+    pool = torch.arange(G.num_classes) if classes is None else torch.as_tensor(list(classes), dtype=torch.long)
+    check_classes(pool.tolist(), G.num_classes)
+    gen = torch.Generator().manual_seed(seed)
+    z = truncated_z(n, G.z_dim, truncation, gen)
+    y = pool[torch.randint(len(pool), (n,), generator=gen)]
+    with torch.inference_mode():
+        for k, i in enumerate(range(0, n, batch_size)):
+            with seeded_rng(seed * 1_000_003 + k, device):
+                x = G(z[i:i + batch_size].to(device), y[i:i + batch_size].to(device))
+            yield to_uint8(x)
+
+
+def sample_images(
+    G: nn.Module, n: int, classes: Sequence[int] | None = None, truncation: float | None = None, seed: int = 0,
+    batch_size: int = 100, device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """``n`` images of G as one uint8 (n, 3, R, R) CPU tensor; see :func:`iter_samples`."""
+    return torch.cat([b.cpu() for b in iter_samples(G, n, batch_size, classes, truncation, seed, device)])
+
+
+def class_grid(
+    G: nn.Module, classes: Sequence[int], per_class: int = 8, truncation: float | None = None, seed: int = 0,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """Float (len(classes) * per_class, C, R, R) in [0, 1]: row k shows ``per_class`` samples of ``classes[k]``.
+
+    The same ``per_class`` latents are used in every row, so columns show one latent across classes.
+    Pass to ``save_image(grid, path, nrow=per_class)``.
+    """
+    check_classes(classes, G.num_classes)
+    device = next(G.parameters()).device if device is None else device
+    z = truncated_z(per_class, G.z_dim, truncation, torch.Generator().manual_seed(seed))
+    z = z.repeat(len(classes), 1)
+    y = torch.as_tensor(list(classes), dtype=torch.long).repeat_interleave(per_class)
+    with torch.inference_mode(), seeded_rng(seed, device):
+        x = G(z.to(device), y.to(device))
+    return ((x.float() + 1) / 2).clamp(0, 1).cpu()
+
+
+def interpolation_grid(
+    G: nn.Module, classes: Sequence[int], seed_a: int, seed_b: int, steps: int = 8,
+    truncation: float | None = None, device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """Float (len(classes) * steps, C, R, R) in [0, 1]: per class, linear path from seed_a's latent to seed_b's."""
+    if steps < 2:
+        raise ValueError(f"--steps must be at least 2, got {steps}")
+    check_classes(classes, G.num_classes)
+    device = next(G.parameters()).device if device is None else device
+    za = truncated_z(1, G.z_dim, truncation, torch.Generator().manual_seed(seed_a))
+    zb = truncated_z(1, G.z_dim, truncation, torch.Generator().manual_seed(seed_b))
+    t = torch.linspace(0, 1, steps).unsqueeze(1)
+    z = ((1 - t) * za + t * zb).repeat(len(classes), 1)
+    y = torch.as_tensor(list(classes), dtype=torch.long).repeat_interleave(steps)
+    with torch.inference_mode(), seeded_rng(seed_a, device):
+        x = G(z.to(device), y.to(device))
+    return ((x.float() + 1) / 2).clamp(0, 1).cpu()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 1,2,3, got '{text}'") from None
+
+
+def _seed_pair(text: str) -> tuple[int, int]:
+    values = _int_list(text)
+    if len(values) != 2:
+        raise argparse.ArgumentTypeError(f"expected two seeds SEED_A,SEED_B, got '{text}'")
+    return values[0], values[1]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hamgan-sample", description="Sample a trained HamGAN generator: class grid, PNG folder or .npz.")
+    p.add_argument("checkpoint", help="checkpoint file (ckpt-*.pt) or run folder (latest checkpoint)")
+    p.add_argument("--out", required=True,
+                   help="grid.png: one row per class; a path without .png: a folder of PNGs (or .npz with --npz)")
+    p.add_argument("--classes", type=_int_list, default=None,
+                   help="comma-separated class indices (default: the first min(10, num_classes) for grids, all "
+                        "for folders/npz)")
+    p.add_argument("--n", type=int, default=None,
+                   help="images per class in a grid (default 8), or total images for a folder / .npz "
+                        "(default 50000)")
+    p.add_argument("--truncation", type=float, default=None, help="truncation T > 0: redraw latents with |z| > T")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True,
+                   help="use the EMA generator (default) or the raw G (--no-ema)")
+    p.add_argument("--npz", action="store_true", help="write uint8 (N, H, W, 3) images as 'arr_0' to OUT(.npz)")
+    p.add_argument("--interpolate", type=_seed_pair, default=None, metavar="SEED_A,SEED_B",
+                   help="grid of latent interpolations between two seeds, one row per class")
+    p.add_argument("--steps", type=int, default=8, help="images per interpolation row")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return p
+
+
+def run(args: argparse.Namespace) -> str:
+    """Do what the parsed command line asks; returns a one-line summary."""
+    from tqdm import tqdm
+
+    from hamgan.checkpoint import load_generator
+
+    if args.truncation is not None and args.truncation <= 0:
+        raise ValueError(f"--truncation must be > 0, got {args.truncation}")
+    if args.n is not None and args.n <= 0:
+        raise ValueError(f"--n must be positive, got {args.n}")
+    G, cfg, step = load_generator(args.checkpoint, ema=args.ema, device=args.device)
+    if args.classes is not None:
+        check_classes(args.classes, G.num_classes)
+    out = Path(args.out)
+    out_is_grid = out.suffix.lower() == ".png"
+
+    if args.interpolate is not None or (out_is_grid and not args.npz):
+        classes = args.classes if args.classes is not None else list(range(min(10, G.num_classes)))
+        if args.interpolate is not None:
+            grid = interpolation_grid(G, classes, *args.interpolate, args.steps, args.truncation, args.device)
+            nrow = args.steps
+        else:
+            nrow = args.n or 8
+            grid = class_grid(G, classes, nrow, args.truncation, args.seed, args.device)
+        if out.suffix.lower() != ".png":
+            out = out.with_suffix(".png")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_image(grid, out, nrow=nrow, padding=2)
+        return f"wrote {out} ({len(classes)} rows x {nrow}, step {step})"
+
+    n = args.n or 50_000
+    batches = iter_samples(G, n, args.batch_size, args.classes, args.truncation, args.seed, args.device)
+    bar = tqdm(total=n, desc="sampling", unit="img", disable=n < 1000)
+    if args.npz:
+        out = out if out.suffix == ".npz" else out.with_suffix(".npz")
+        images = []
+        for b in batches:
+            images.append(b.permute(0, 2, 3, 1).cpu().numpy())
+            bar.update(len(b))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(out, arr_0=np.concatenate(images))
+        bar.close()
+        return f"wrote {n} images to {out} (arr_0: uint8 (N, H, W, 3), step {step})"
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    i = 0
+    for b in batches:
+        for image in b.permute(0, 2, 3, 1).cpu().numpy():
+            Image.fromarray(image).save(out / f"{i:06d}.png")
+            i += 1
+        bar.update(len(b))
+    bar.close()
+    return f"wrote {n} PNGs to {out}/ (step {step})"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from hamgan.checkpoint import CheckpointError
+
+    try:
+        print(run(args))
+    except (ValueError, CheckpointError) as e:
+        print(f"hamgan-sample: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

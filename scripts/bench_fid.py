@@ -1,0 +1,128 @@
+"""Side-by-side speed and parity of folder FID: pytorch-fid's own feature path vs hamgan.metrics.
+
+    python scripts/bench_fid.py --fmnist 500                  # writes two folders of Fashion-MNIST PNGs first
+    python scripts/bench_fid.py A B [--device cuda]
+
+pytorch-fid is run as its command runs it (``InceptionV3([3])``, ``get_activations`` with batch 50 and
+``min(8, cpus)`` loader workers); hamgan as ``hamgan-eval fid`` runs it (``folder_statistics``). The two alternate
+folder by folder (and which goes first alternates), so load from other processes hits both alike. Model loading is
+timed separately and not counted in images/s. Prints images/s of both, the ratio, the largest absolute difference of
+the pool3 features, and both FIDs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from pytorch_fid import fid_score
+from pytorch_fid.inception import InceptionV3
+
+from hamgan.metrics.fid import folder_statistics, frechet_distance, list_images
+from hamgan.metrics.inception import InceptionFeatures
+
+
+class Recording(torch.nn.Module):
+    """Wraps InceptionFeatures and keeps every batch of features (to compare them with pytorch-fid's)."""
+
+    def __init__(self, inception: InceptionFeatures):
+        super().__init__()
+        self.inception = inception
+        self.features: list[torch.Tensor] = []
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features, logits = self.inception(images)
+        self.features.append(features.cpu())
+        return features, logits
+
+
+def write_fmnist_folders(n: int, root: Path) -> tuple[Path, Path]:
+    """First ``n`` Fashion-MNIST train and test images (IDX order) as RGB PNGs, unchanged 28x28 grey."""
+    from PIL import Image
+
+    from hamgan.data.fmnist import DEBIAN_ROOT, read_idx
+
+    folders = []
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        folder = root / f"fmnist-{split}-{n}"
+        if not folder.is_dir() or len(list(folder.glob("*.png"))) != n:
+            folder.mkdir(parents=True, exist_ok=True)
+            images = read_idx(DEBIAN_ROOT / f"{prefix}-images-idx3-ubyte.gz")[:n]
+            for i, image in enumerate(images):
+                Image.fromarray(image).convert("RGB").save(folder / f"{i:05d}.png")
+        folders.append(folder)
+    return folders[0], folders[1]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("folders", nargs="*", help="two image folders (or use --fmnist N)")
+    p.add_argument("--fmnist", type=int, default=None, metavar="N", help="bench on N Fashion-MNIST train/test PNGs")
+    p.add_argument("--workdir", default="/tmp/hamgan_bench_fid", help="where --fmnist writes its folders")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--batch-size", type=int, default=50, help="hamgan batch size (pytorch-fid: its default 50)")
+    p.add_argument("--num-workers", type=int, default=1, help="hamgan decoding workers")
+    args = p.parse_args()
+    if args.fmnist is not None:
+        folders = list(write_fmnist_folders(args.fmnist, Path(args.workdir)))
+    elif len(args.folders) == 2:
+        folders = [Path(f) for f in args.folders]
+    else:
+        p.error("give two folders or --fmnist N")
+    device = torch.device(args.device)
+    pfid_workers = min(8, len(os.sched_getaffinity(0)))
+    print(f"device {device}, torch threads {torch.get_num_threads()}, pytorch-fid workers {pfid_workers}, "
+          f"hamgan workers {args.num_workers}, batch {args.batch_size}")
+
+    t = time.perf_counter()
+    theirs_model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).to(device)
+    load_theirs = time.perf_counter() - t
+    t = time.perf_counter()
+    ours_model = Recording(InceptionFeatures().to(device))
+    load_ours = time.perf_counter() - t
+
+    time_theirs = time_ours = 0.0
+    n_total = 0
+    stats_theirs, stats_ours, max_diff = [], [], 0.0
+    for k, folder in enumerate(folders):
+        files = list_images(folder)
+        n_total += len(files)
+        for who in (("theirs", "ours") if k % 2 == 0 else ("ours", "theirs")):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            if who == "theirs":
+                act = fid_score.get_activations(files, theirs_model, 50, 2048, device, pfid_workers)
+                time_theirs += time.perf_counter() - t
+                stats_theirs.append((np.mean(act, axis=0), np.cov(act, rowvar=False)))
+            else:
+                ours_model.features.clear()
+                ext = folder_statistics(folder, ours_model, args.batch_size, device, args.num_workers)
+                mu, sigma = ext.stats.mean(), ext.stats.cov()
+                time_ours += time.perf_counter() - t
+                stats_ours.append((mu, sigma))
+                ours_act = torch.cat(ours_model.features).double().numpy()
+        max_diff = max(max_diff, float(np.abs(ours_act - act).max()))
+
+    fid_theirs = frechet_distance(*stats_theirs[0], *stats_theirs[1])
+    fid_ours = frechet_distance(*stats_ours[0], *stats_ours[1])
+    speed_theirs, speed_ours = n_total / time_theirs, n_total / time_ours
+    print()
+    print("| path | model load s | images | feature s | images/s | FID |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print(f"| pytorch-fid get_activations | {load_theirs:.1f} | {n_total} | {time_theirs:.1f} | {speed_theirs:.2f} "
+          f"| {fid_theirs:.6f} |")
+    print(f"| hamgan folder_statistics | {load_ours:.1f} | {n_total} | {time_ours:.1f} | {speed_ours:.2f} "
+          f"| {fid_ours:.6f} |")
+    print()
+    print(f"speed ratio hamgan / pytorch-fid: {speed_ours / speed_theirs:.2f}x")
+    print(f"max |feature difference|: {max_diff:.2e}")
+    print(f"|FID difference|: {abs(fid_ours - fid_theirs):.2e}")
+
+
+if __name__ == "__main__":
+    main()

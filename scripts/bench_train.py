@@ -1,0 +1,193 @@
+"""Training throughput and peak memory of full GAN steps (D update + G update) per context block.
+
+    python scripts/bench_train.py                       # CPU: 32x32 and 128x128, ham / attention / none
+    python scripts/bench_train.py --device cuda --json bench.json
+
+Each measurement runs ``hamgan.train.Trainer.train_step`` (the real loop: D update on real + generated images, G
+update, EMA) on synthetic data in a fresh subprocess, so that the peak memory of one model is not mixed with
+another's. The models are measured side by side: every repeat runs all (resolution, context) pairs in turn, and
+the table reports the median over repeats.
+
+Models: at 32x32 the configs/fmnist32_{hamgan,sagan,none}.yaml networks, at 128x128 the paper's ImageNet networks
+(configs/imagenet128_hamgan_baby.yaml, imagenet128_sagan.yaml, and the same without a context block), context at
+32x32 in G and D.
+
+images/s = train.batch_size x G steps per second (each step also passes the batch through D on real and fake
+images). Peak memory: on CUDA the peak of allocated tensor memory during the measured steps; on CPU the growth of
+the process's peak resident set size over warm-up and timed steps (from after the networks and data are built),
+a coarser figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = {
+    (32, "ham"): ("fmnist32_hamgan.yaml", []),
+    (32, "attention"): ("fmnist32_sagan.yaml", []),
+    (32, "none"): ("fmnist32_none.yaml", []),
+    (128, "ham"): ("imagenet128_hamgan_baby.yaml", []),
+    (128, "attention"): ("imagenet128_sagan.yaml", []),
+    (128, "none"): ("imagenet128_hamgan_baby.yaml", ["model.context=none"]),
+}
+CONTEXTS = ("ham", "attention", "none")
+
+
+def measure(resolution: int, context: str, batch: int, steps: int, warmup: int, device: str, threads: int) -> dict:
+    """One measurement, in this process: build the trainer, warm up, time ``steps`` training steps."""
+    import torch
+
+    from hamgan import distributed
+    from hamgan.config import load_config
+    from hamgan.train import Trainer
+
+    name, extra = CONFIGS[(resolution, context)]
+    overrides = [
+        *extra,
+        f"train.batch_size={batch}",
+        f"train.device={device}",
+        f"train.threads={threads}",
+        "data.name=synthetic",
+        f"data.synthetic_size={4 * batch}",
+        "data.num_workers=0",
+        "data.hflip=false",
+        "log.wandb=disabled",
+        "log.tqdm=false",
+    ]
+    cfg = load_config(ROOT / "configs" / name, overrides)
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(cfg, run_dir, distributed.setup(device))
+        cuda = trainer.device.type == "cuda"
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        for _ in range(warmup):
+            trainer.train_step()
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        for _ in range(steps):
+            out = trainer.train_step()
+        float(out["loss_g"])  # wait for the device
+        seconds = (time.perf_counter() - start) / steps
+        if cuda:
+            peak = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 2**10
+        return {
+            "resolution": resolution,
+            "context": context,
+            "batch": batch,
+            "device": str(trainer.device),
+            "step_ms": 1000 * seconds,
+            "images_per_s": batch / seconds,
+            "peak_mem_mb": peak,
+            "params_g": sum(p.numel() for p in trainer.G.parameters()),
+            "params_d": sum(p.numel() for p in trainer.D.parameters()),
+        }
+
+
+def run_worker(args: argparse.Namespace, resolution: int, context: str, batch: int, steps: int) -> dict:
+    cmd = [sys.executable, __file__, "--worker", f"{resolution},{context},{batch},{steps}", "--device", args.device,
+           "--warmup", str(args.warmup), "--threads", str(args.threads)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise SystemExit(f"benchmark of {context} at {resolution} failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def summarise(results: list[dict]) -> list[dict]:
+    rows = []
+    for resolution in sorted({r["resolution"] for r in results}):
+        for context in CONTEXTS:
+            runs = [r for r in results if (r["resolution"], r["context"]) == (resolution, context)]
+            if not runs:
+                continue
+            rows.append({
+                **{k: runs[0][k] for k in ("resolution", "context", "batch", "device", "params_g", "params_d")},
+                "images_per_s": statistics.median(r["images_per_s"] for r in runs),
+                "step_ms": statistics.median(r["step_ms"] for r in runs),
+                "peak_mem_mb": max(r["peak_mem_mb"] for r in runs),
+                "repeats": len(runs),
+            })
+    for row in rows:
+        same = {r["context"]: r for r in rows if r["resolution"] == row["resolution"]}
+        for ref in ("attention", "none"):
+            if ref in same:
+                row[f"speed_vs_{ref}"] = row["images_per_s"] / same[ref]["images_per_s"]
+                row[f"mem_vs_{ref}"] = row["peak_mem_mb"] / max(same[ref]["peak_mem_mb"], 1e-9)
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    header = (f"{'res':>4} {'context':<10} {'batch':>5} {'images/s':>9} {'step ms':>9} {'peak MB':>8} "
+              f"{'G+D params':>11} {'speed/attn':>10} {'speed/none':>10} {'mem/attn':>8}")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(f"{r['resolution']:>4} {r['context']:<10} {r['batch']:>5} {r['images_per_s']:>9.3g} "
+              f"{r['step_ms']:>9.1f} {r['peak_mem_mb']:>8.0f} {(r['params_g'] + r['params_d']) / 1e6:>10.2f}M "
+              f"{r.get('speed_vs_attention', float('nan')):>10.2f} {r.get('speed_vs_none', float('nan')):>10.2f} "
+              f"{r.get('mem_vs_attention', float('nan')):>8.2f}")
+    device = rows[0]["device"] if rows else "?"
+    print(f"\ndevice: {device}; median of {rows[0]['repeats'] if rows else 0} interleaved repeats; "
+          "speed/attn > 1: faster than self-attention; mem/attn < 1: less memory")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p.add_argument("--resolutions", default="32,128", help="comma-separated subset of 32,128")
+    p.add_argument("--contexts", default="ham,attention,none")
+    p.add_argument("--batch-32", type=int, default=32, help="global batch at 32x32")
+    p.add_argument("--batch-128", type=int, default=None, help="global batch at 128x128 (default: 4 CPU, 64 GPU)")
+    p.add_argument("--steps-32", type=int, default=None, help="timed steps at 32x32 (default: 10 CPU, 50 GPU)")
+    p.add_argument("--steps-128", type=int, default=None, help="timed steps at 128x128 (default: 2 CPU, 20 GPU)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--json", type=Path, default=None, help="also write the rows (and every run) to this file")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+
+    if args.worker:  # one measurement in this subprocess
+        resolution, context, batch, steps = args.worker.split(",")
+        print(json.dumps(measure(int(resolution), context, int(batch), int(steps), args.warmup, args.device,
+                                 args.threads)))
+        return
+
+    gpu = args.device.startswith("cuda") or (args.device == "auto" and _cuda_available())
+    batch = {32: args.batch_32, 128: args.batch_128 or (64 if gpu else 4)}
+    steps = {32: args.steps_32 or (50 if gpu else 10), 128: args.steps_128 or (20 if gpu else 2)}
+    pairs = [(int(r), c) for r in args.resolutions.split(",") for c in args.contexts.split(",")]
+    results = []
+    for repeat in range(args.repeats):
+        for resolution, context in pairs:
+            r = run_worker(args, resolution, context, batch[resolution], steps[resolution])
+            print(f"[repeat {repeat + 1}/{args.repeats}] {context:>9} @ {resolution}: {r['images_per_s']:.1f} "
+                  f"images/s, peak {r['peak_mem_mb']:.0f} MB", file=sys.stderr, flush=True)
+            results.append(r)
+    rows = summarise(results)
+    print_table(rows)
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "runs": results}, indent=2))
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pytorch_fid import fid_score
+from pytorch_fid.inception import InceptionV3
+from torchvision.utils import save_image
+
+from hamgan.evaluate import main as eval_main
+from hamgan.metrics.fid import (
+    FeatureStats,
+    StatsError,
+    folder_statistics,
+    frechet_distance,
+    list_images,
+    load_stats,
+    save_stats,
+    warn_if_biased,
+)
+from hamgan.metrics.inception import WEIGHTS_NAME, InceptionFeatures, hub_checkpoint_dir
+from hamgan.sample import to_uint8
+
+N_PER_FOLDER = 16  # Inception on CPU costs ~0.1-0.3 s per image
+
+
+def require_weights() -> None:
+    """The real FID weights must be in the hub cache: skip locally without them, fail in CI."""
+    path = hub_checkpoint_dir() / WEIGHTS_NAME
+    if not path.is_file():
+        message = (f"FID Inception weights missing at {path}: copy ../shared/fid-weights/{WEIGHTS_NAME} there "
+                   f"(or set TORCH_HOME)")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def inception() -> InceptionFeatures:
+    require_weights()
+    return InceptionFeatures()
+
+
+@pytest.fixture(scope="module")
+def pfid_model() -> InceptionV3:
+    require_weights()
+    return InceptionV3([3]).eval()
+
+
+@pytest.fixture(scope="module")
+def fmnist_folders(tmp_path_factory):
+    """Two folders of Fashion-MNIST PNGs (train[:N] and test[:N]), 28x28 grey saved as RGB."""
+    from hamgan.data.fmnist import DEBIAN_ROOT, read_idx
+
+    root = tmp_path_factory.mktemp("fmnist")
+    folders = []
+    for prefix in ("train", "t10k"):
+        path = DEBIAN_ROOT / f"{prefix}-images-idx3-ubyte.gz"
+        if not path.is_file():
+            pytest.skip(f"Fashion-MNIST not installed at {DEBIAN_ROOT} (apt-get install dataset-fashion-mnist)")
+        folder = root / prefix
+        folder.mkdir()
+        for i, image in enumerate(read_idx(path)[:N_PER_FOLDER]):
+            Image.fromarray(image).convert("RGB").save(folder / f"{i:03d}.png")
+        folders.append(folder)
+    return folders
+
+
+def random_stats(rng: np.random.Generator, dim: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    x = rng.normal(size=(n, dim)) @ rng.normal(size=(dim, dim))
+    return x.mean(0), np.cov(x, rowvar=False)
+
+
+# ---- statistics and distance -------------------------------------------------------------------------------------
+
+
+def test_streaming_stats_equal_numpy_mean_and_cov():
+    rng = np.random.default_rng(0)
+    x = rng.normal(loc=3.0, size=(257, 16)).astype(np.float32)
+    stats = FeatureStats(16)
+    for chunk in np.array_split(x, 5):
+        stats.update(torch.from_numpy(chunk))
+    assert stats.n == 257
+    assert stats.mean().dtype == np.float64
+    np.testing.assert_allclose(stats.mean(), x.astype(np.float64).mean(0), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(stats.cov(), np.cov(x.astype(np.float64), rowvar=False), rtol=0, atol=1e-10)
+
+
+def test_frechet_distance_equals_pytorch_fid():
+    rng = np.random.default_rng(1)
+    a, b = random_stats(rng, 32, 100), random_stats(rng, 32, 80)
+    ours = frechet_distance(*a, *b)
+    assert ours == fid_score.calculate_frechet_distance(*a, *b)
+    assert ours > 0
+    assert frechet_distance(*a, *a) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_frechet_distance_of_different_dims_is_an_error():
+    rng = np.random.default_rng(2)
+    with pytest.raises(StatsError, match="different shapes"):
+        frechet_distance(*random_stats(rng, 8, 20), *random_stats(rng, 4, 20))
+
+
+def test_npz_round_trip_in_pytorch_fid_format(tmp_path):
+    rng = np.random.default_rng(3)
+    mu, sigma = random_stats(rng, 2048, 10)
+    path = tmp_path / "ref.npz"
+    save_stats(path, mu, sigma)
+    loaded = load_stats(path)
+    np.testing.assert_array_equal(loaded[0], mu)
+    np.testing.assert_array_equal(loaded[1], sigma)
+    theirs = fid_score.compute_statistics_of_path(str(path), None, 50, 2048, "cpu")  # pytorch-fid reads it back
+    np.testing.assert_array_equal(theirs[0], mu)
+    np.testing.assert_array_equal(theirs[1], sigma)
+
+
+def test_stats_file_of_wrong_shape_is_a_clear_error(tmp_path):
+    path = tmp_path / "small.npz"
+    np.savez(path, mu=np.zeros(64), sigma=np.eye(64))
+    with pytest.raises(StatsError, match=r"mu of shape \(64,\).*expected \(2048,\) and \(2048, 2048\)"):
+        load_stats(path)
+    np.savez(tmp_path / "other.npz", arr_0=np.zeros(3))
+    with pytest.raises(StatsError, match="no mu or sigma"):
+        load_stats(tmp_path / "other.npz")
+    with pytest.raises(StatsError, match="does not exist"):
+        load_stats(tmp_path / "missing.npz")
+
+
+def test_fewer_samples_than_features_warns_biased():
+    with pytest.warns(UserWarning, match="fewer than the 2048 feature dimensions.*biased"):
+        warn_if_biased(100)
+
+
+def test_folder_without_images_is_a_clear_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("no images here")
+    with pytest.raises(StatsError, match="holds no images"):
+        list_images(tmp_path)
+    with pytest.raises(StatsError, match="not a folder"):
+        list_images(tmp_path / "missing")
+
+
+# ---- parity with pytorch-fid on real weights ----------------------------------------------------------------------
+
+
+def test_folder_fid_equals_pytorch_fid_command(fmnist_folders, pfid_model, capsys):
+    """``hamgan-eval fid A B`` prints what ``python -m pytorch_fid A B`` prints (its path: get_activations, cov)."""
+    a, b = fmnist_folders
+    theirs = []
+    for folder in (a, b):
+        act = fid_score.get_activations(list_images(folder), pfid_model, 50, 2048, "cpu", 0)
+        theirs += [np.mean(act, axis=0), np.cov(act, rowvar=False)]
+    theirs_fid = fid_score.calculate_frechet_distance(*theirs)
+    capsys.readouterr()  # pytorch-fid's own prints
+
+    with pytest.warns(UserWarning, match="biased"):
+        assert eval_main(["fid", str(a), str(b), "--json", "--num-workers", "1"]) == 0
+    ours_fid = json.loads(capsys.readouterr().out)["fid"]
+    assert ours_fid == pytest.approx(theirs_fid, abs=1e-3)
+    assert ours_fid > 1.0  # train vs test images are not identical
+
+
+def test_generator_output_features_equal_png_round_trip(tmp_path, inception, pfid_model):
+    """G output -> to_uint8 -> our features equal pytorch-fid's features of the same images saved as PNG files."""
+    torch.manual_seed(0)
+    x = (torch.rand(6, 1, 32, 32) * 2.4 - 1.2).clamp(-1, 1)  # grey, as a Fashion-MNIST generator
+    x[0, 0, :4] = -1.0
+    x[1, 0, :4] = 1.0
+    for i, image in enumerate(x):
+        save_image((image + 1) / 2, tmp_path / f"{i}.png")
+    theirs = fid_score.get_activations(list_images(tmp_path), pfid_model, 50, 2048, "cpu", 0)
+    with torch.inference_mode():
+        ours, logits = inception(to_uint8(x))
+    assert logits.shape == (6, 1008)
+    np.testing.assert_allclose(ours.double().numpy(), theirs, rtol=0, atol=1e-4)
+
+    # the folder path (decoding in a worker) gives the same statistics as the in-memory path
+    stats = FeatureStats()
+    stats.update(ours)
+    folder = folder_statistics(tmp_path, inception, batch_size=4, num_workers=1, progress=False)
+    assert folder.n == 6
+    np.testing.assert_allclose(folder.stats.mean(), stats.mean(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(folder.stats.cov(), stats.cov(), rtol=0, atol=1e-6)

@@ -1,0 +1,52 @@
+"""notebooks/quickstart.ipynb: stored clean and valid, and runs end to end (nbclient) on a tiny budget."""
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOK = REPO / "notebooks" / "quickstart.ipynb"
+FMNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def read_notebook():
+    return nbformat.read(NOTEBOOK, as_version=4)
+
+
+def test_notebook_is_valid_and_stored_without_outputs():
+    nb = read_notebook()
+    nbformat.validate(nb)
+    assert nb.nbformat == 4
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(c.outputs == [] and c.execution_count is None for c in code)
+    assert "parameters" in code[0].metadata.get("tags", [])
+    assert "HAMGAN_NB_STEPS" in code[0].source
+
+
+@pytest.mark.slow
+def test_notebook_runs_end_to_end(tmp_path, monkeypatch):
+    from nbclient import NotebookClient
+
+    if not FMNIST.is_dir() and not os.environ.get("CI"):
+        pytest.skip(f"Fashion-MNIST not installed at {FMNIST} (apt-get install dataset-fashion-mnist)")
+    monkeypatch.setenv("HAMGAN_NB_STEPS", "4")
+    monkeypatch.setenv("HAMGAN_NB_OUT", str(tmp_path / "runs"))
+    monkeypatch.setenv("HAMGAN_NB_THREADS", "1")
+    monkeypatch.setenv("HAMGAN_CONFIGS", str(REPO / "configs"))
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend returns the figures
+    nb = read_notebook()
+    client = NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(NOTEBOOK.parent)}})
+    client.execute()  # raises CellExecutionError (with the cell's traceback) when a cell fails
+
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "coefficient maps: (1, 1, 4, 16, 16)" in text
+    assert "attention maps: (1, 16, 16, 8, 8)" in text
+    figures = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(figures) == 5  # two class grids, the interpolation, the NMF maps, the attention maps
+    for name in ("hamgan", "sagan"):
+        assert (tmp_path / "runs" / name / "ckpt-000000004.pt").is_file()

@@ -1,0 +1,109 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.utils import save_image
+
+from hamgan.checkpoint import save_checkpoint
+from hamgan.config import from_dict, to_dict
+from hamgan.nn.networks import Discriminator, Generator
+from hamgan.sample import class_grid, main, sample_images, to_uint8, truncated_z
+
+TINY = {"resolution": 32, "num_classes": 3, "z_dim": 16, "ham": {"steps": 2},
+        "g": {"channels": 8, "context_res": 16, "ham_rank": 4}, "d": {"channels": 8, "context_res": 16, "ham_rank": 4}}
+
+
+def write_tiny_checkpoint(path, img_channels: int = 3, step: int = 7):
+    """A real (untrained) tiny Generator/Discriminator checkpoint; G_ema differs from G."""
+    torch.manual_seed(0)
+    cfg = from_dict({"model": {**TINY, "img_channels": img_channels}})
+    G, D, G_ema = Generator(cfg.model), Discriminator(cfg.model), Generator(cfg.model)
+    save_checkpoint({"config": to_dict(cfg), "step": step, "G": G.state_dict(), "D": D.state_dict(),
+                     "G_ema": G_ema.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "ckpt-000000007.pt")
+
+
+@pytest.fixture(scope="module")
+def G(ckpt):
+    from hamgan.checkpoint import load_generator
+
+    return load_generator(ckpt, ema=True)[0]
+
+
+def test_to_uint8_equals_save_image_png_round_trip(tmp_path):
+    torch.manual_seed(0)
+    x = torch.rand(4, 3, 8, 8) * 2.2 - 1.1  # beyond [-1, 1] too: clamped as save_image does
+    x[0, :, 0, :] = torch.linspace(-1, 1, 8)  # exact .5 boundaries
+    grey = torch.rand(2, 1, 8, 8) * 2 - 1
+    for name, batch in (("rgb", x), ("grey", grey)):
+        ours = to_uint8(batch)
+        assert ours.dtype == torch.uint8 and ours.shape == (len(batch), 3, 8, 8)
+        for i, image in enumerate(batch):
+            path = tmp_path / f"{name}{i}.png"
+            save_image((image + 1) / 2, path)
+            png = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
+            assert torch.equal(ours[i], png)
+
+
+def test_truncated_z_resamples_until_inside():
+    z = truncated_z(500, 16, truncation=0.5, generator=torch.Generator().manual_seed(1))
+    assert z.shape == (500, 16)
+    assert z.abs().max() <= 0.5
+    assert z.std() > 0.2  # redrawn, not clamped to the boundary
+    assert torch.equal(z, truncated_z(500, 16, 0.5, torch.Generator().manual_seed(1)))
+    assert truncated_z(3, 4, None, torch.Generator().manual_seed(1)).abs().max() > 0  # no truncation
+    with pytest.raises(ValueError, match="truncation must be > 0"):
+        truncated_z(3, 4, truncation=0.0)
+
+
+def test_sample_images_deterministic_without_touching_global_rng(G):
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    a = sample_images(G, 10, seed=3, batch_size=4)
+    assert torch.equal(torch.rand(3), expected)  # the caller's random state is untouched
+    assert a.dtype == torch.uint8 and a.shape == (10, 3, 32, 32)
+    assert torch.equal(a, sample_images(G, 10, seed=3, batch_size=4))
+    assert not torch.equal(a, sample_images(G, 10, seed=4, batch_size=4))
+    with pytest.raises(ValueError, match="class index 3 is out of range.*3 classes"):
+        sample_images(G, 2, classes=[0, 3])
+
+
+def test_class_grid_rows_share_latents(G):
+    grid = class_grid(G, [0, 2], per_class=3, seed=0)
+    assert grid.shape == (6, 3, 32, 32)
+    assert grid.min() >= 0 and grid.max() <= 1
+
+
+def test_cli_grid_folder_npz_and_interpolation(ckpt, tmp_path):
+    assert main([str(ckpt), "--out", str(tmp_path / "grid.png"), "--classes", "0,2", "--n", "4"]) == 0
+    grid = Image.open(tmp_path / "grid.png")
+    assert grid.size == (2 + 4 * 34, 2 + 2 * 34)  # make_grid padding 2: 4 columns, one row per class
+
+    assert main([str(ckpt), "--out", str(tmp_path / "pngs"), "--n", "5", "--truncation", "1.0", "--no-ema"]) == 0
+    assert sorted(p.name for p in (tmp_path / "pngs").iterdir()) == [f"{i:06d}.png" for i in range(5)]
+
+    assert main([str(ckpt), "--out", str(tmp_path / "samples"), "--npz", "--n", "5", "--no-ema",
+                 "--truncation", "1.0"]) == 0
+    with np.load(tmp_path / "samples.npz") as f:
+        arr = f["arr_0"]
+    assert arr.dtype == np.uint8 and arr.shape == (5, 32, 32, 3)
+    assert np.array_equal(arr[0], np.asarray(Image.open(tmp_path / "pngs" / "000000.png")))  # same samples
+
+    assert main([str(ckpt), "--out", str(tmp_path / "lerp.png"), "--interpolate", "1,2", "--steps", "5",
+                 "--classes", "1"]) == 0
+    assert Image.open(tmp_path / "lerp.png").size == (2 + 5 * 34, 2 + 34)
+
+
+def test_cli_errors(ckpt, tmp_path, capsys):
+    assert main([str(ckpt), "--out", str(tmp_path / "g.png"), "--classes", "0,5"]) == 2
+    assert "class index 5 is out of range" in capsys.readouterr().err
+    assert main([str(ckpt), "--out", str(tmp_path / "g.png"), "--truncation", "0"]) == 2
+    assert "--truncation must be > 0" in capsys.readouterr().err
+    assert main([str(tmp_path / "missing.pt"), "--out", str(tmp_path / "g.png")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,307 @@
+"""hamgan.train: the loop, exact resume, SIGKILL recovery, bad configs and checkpoints, NaN handling, samples."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from hamgan import train as train_mod
+from hamgan.checkpoint import list_checkpoints, load_checkpoint
+from hamgan.config import load_config, save_config
+from hamgan.train import GRID_COLUMNS, Trainer, main, resolve_config, run
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TINY = Path(__file__).resolve().parent / "tiny_train.yaml"  # resolution 32, width 8, synthetic data, 1 thread
+
+
+def tiny_config(tmp_path: Path, overrides: list[str] = ()) -> Path:
+    """tests/tiny_train.yaml + overrides, resolved and written as a YAML file."""
+    path = tmp_path / "tiny.yaml"
+    save_config(load_config(TINY, list(overrides)), path)
+    return path
+
+
+def train(tmp_path: Path, out: Path, steps: int, overrides: list[str] = ()) -> dict:
+    cfg, notes = resolve_config(tiny_config(tmp_path, overrides), out, [], steps)
+    return run(cfg, out, notes)
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    for net in ("G", "D", "G_ema"):
+        assert a[net].keys() == b[net].keys()
+        for name in a[net]:
+            assert torch.equal(a[net][name], b[net][name]), f"{net}.{name} differs"
+    for opt in ("opt_G", "opt_D"):
+        for pid, s in a[opt]["state"].items():
+            for k, v in s.items():
+                assert torch.equal(v, b[opt]["state"][pid][k]), f"{opt} state {pid}.{k} differs"
+    assert a["step"] == b["step"]
+    assert a["data"] == b["data"]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Exact resume
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_resume_is_bit_exact(tmp_path, num_workers):
+    """2N steps in one run == N steps + resume + N steps, across an epoch boundary (8 batches per epoch)."""
+    overrides = [f"data.num_workers={num_workers}", "train.ckpt_every=5"]
+    train(tmp_path, tmp_path / "once", 10, overrides)
+    train(tmp_path, tmp_path / "twice", 5, overrides)
+    train(tmp_path, tmp_path / "twice", 10, overrides)
+    once = load_checkpoint(tmp_path / "once" / "ckpt-000000010.pt")
+    twice = load_checkpoint(tmp_path / "twice" / "ckpt-000000010.pt")
+    assert once["data"]["epoch"] == 1  # the run crossed an epoch boundary
+    assert_same_state(once, twice)
+    # the resumed run's metrics file holds each step once
+    steps = [json.loads(line)["step"] for line in (tmp_path / "twice" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 10
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume(tmp_path):
+    """A training process killed with SIGKILL resumes from its last checkpoint and finishes, bit-exactly."""
+    cfg = tiny_config(tmp_path, ["train.ckpt_every=3"])
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "hamgan.train", str(cfg), "--out", str(out)]
+    proc = subprocess.Popen([*cmd, "--steps", "100000"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while not list_checkpoints(out) or list_checkpoints(out)[-1].name < "ckpt-000000006.pt":
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.time() < deadline, "no checkpoint written"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    # leftovers of a save cut short by the kill: a temporary file, and metrics logged after the last checkpoint
+    (out / "ckpt-000999999.pt.x1y2.tmp").write_bytes(b"\x00" * 100)
+    last_step = load_checkpoint(list_checkpoints(out)[-1])["step"]
+    total = last_step + 3
+    result = subprocess.run([*cmd, "--steps", str(total)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"resumed from {out / f'ckpt-{last_step:09d}.pt'} at step {last_step}" in result.stdout
+    assert not list((out).glob("*.tmp"))
+    resumed = load_checkpoint(out / f"ckpt-{total:09d}.pt")
+    assert resumed["step"] == total
+    train(tmp_path, tmp_path / "straight", total, ["train.ckpt_every=3"])
+    assert_same_state(load_checkpoint(tmp_path / "straight" / f"ckpt-{total:09d}.pt"), resumed)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_resume_is_exact(tmp_path):
+    """SIGTERM (preemption): the step finishes, a checkpoint is written, exit 143; resuming matches a straight run."""
+    cfg = tiny_config(tmp_path, ["train.ckpt_every=1000", "train.log_every=1"])
+    out = tmp_path / "stopped"
+    cmd = [sys.executable, "-m", "hamgan.train", str(cfg), "--out", str(out)]
+    proc = subprocess.Popen([*cmd, "--steps", "100000"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "metrics.jsonl").is_file() or not (out / "metrics.jsonl").read_text():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < deadline, "training did not start"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM after step" in err and "Traceback" not in err
+    [ckpt] = list_checkpoints(out)
+    step = load_checkpoint(ckpt)["step"]
+    assert step >= 1
+    result = subprocess.run([*cmd, "--steps", str(step + 2)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    train(tmp_path, tmp_path / "straight", step + 2, ["train.ckpt_every=1000"])
+    assert_same_state(load_checkpoint(tmp_path / "straight" / f"ckpt-{step + 2:09d}.pt"),
+                      load_checkpoint(out / f"ckpt-{step + 2:09d}.pt"))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Bad input: configs, checkpoints
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_bad_config_exits_2_without_traceback(tmp_path):
+    cfg = tiny_config(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "hamgan.train", str(cfg), "--out", str(tmp_path / "r"), "train.lr=1e-3"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hamgan-train: error: unknown config key 'train.lr'.")
+    assert "train.lr_g" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.batch_size=not-a-number", "train.batch_size' must be of type int"),
+        ("model.context=transformer", "model.context' must be one of"),
+        ("train.accumulate=3", "multiple of world_size x train.accumulate"),
+        ("model.g.context_res=64", "model.g.context_res=64 is impossible"),
+        ("model.img_channels=2", "model.img_channels must be 1 or 3"),
+        ("train.keep_last=0", "train.keep_last' must be >= 1"),
+    ],
+)
+def test_bad_values_are_one_line_errors(tmp_path, capsys, override, message):
+    assert main([str(tiny_config(tmp_path)), "--out", str(tmp_path / "r"), override]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_resume_with_other_architecture_is_refused(tmp_path, capsys):
+    cfg = tiny_config(tmp_path)
+    assert main([str(cfg), "--out", str(tmp_path / "r"), "--steps", "2"]) == 0
+    assert main([str(cfg), "--out", str(tmp_path / "r"), "--steps", "4", "model.context=attention"]) == 2
+    err = capsys.readouterr().err
+    assert "model.context: 'ham' in the run, 'attention' given" in err
+    # same run without CONFIG: resumes with the saved config
+    assert main(["--out", str(tmp_path / "r"), "--steps", "4", "log.tqdm=false"]) == 0
+    assert load_checkpoint(list_checkpoints(tmp_path / "r")[-1])["step"] == 4
+
+
+def test_checkpoint_of_another_architecture_is_a_clear_error(tmp_path, capsys):
+    train(tmp_path, tmp_path / "none", 2, ["model.context=none"])
+    other = tmp_path / "ham"
+    train(tmp_path, other, 2)
+    for ckpt in list_checkpoints(other):
+        ckpt.unlink()
+    shutil.copy(tmp_path / "none" / "ckpt-000000002.pt", other / "ckpt-000000002.pt")
+    assert main([str(tiny_config(tmp_path)), "--out", str(other), "--steps", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "belongs to another architecture" in err and "model.context: 'none' in the checkpoint" in err
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path, capsys):
+    out = tmp_path / "r"
+    train(tmp_path, out, 2)
+    ckpt = list_checkpoints(out)[-1]
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    assert main([str(tiny_config(tmp_path)), "--out", str(out), "--steps", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "is damaged" in err and ckpt.name in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# NaN / inf
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("network", ["D", "G"])
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys, network):
+    """A NaN loss at step 3 stops the run (exit 3) naming the step and the network; ckpt at step 2 is intact."""
+    name = "d_loss" if network == "D" else "g_loss"
+    real_loss = getattr(train_mod, name)
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss = real_loss(*args, **kwargs)
+        return loss * float("nan") if calls["n"] == 3 else loss
+
+    out = tmp_path / "r"
+    monkeypatch.setattr(train_mod, name, poisoned)
+    assert main([str(tiny_config(tmp_path)), "--out", str(out), "--steps", "6"]) == 3
+    err = capsys.readouterr().err
+    assert f"diverged at step 3: the {network} loss is nan" in err
+    assert [p.name for p in list_checkpoints(out)] == ["ckpt-000000002.pt"]
+    good = load_checkpoint(out / "ckpt-000000002.pt")
+    assert good["step"] == 2 and all(torch.isfinite(v).all() for v in good["G"].values() if v.is_floating_point())
+    report = json.loads((out / "nan_report.json").read_text())
+    assert report["step"] == 3 and report["network"] == network
+    assert report["tensors"]["fake"]["shape"] == [8, 3, 32, 32]
+    assert report["tensors"]["fake_logits"]["nonfinite"] == 0  # the logits were fine, the loss was poisoned
+    if network == "D":
+        assert set(report["tensors"]) == {"real", "fake", "real_logits", "fake_logits"}
+        assert -1.0 <= report["tensors"]["real"]["min"] <= report["tensors"]["real"]["max"] <= 1.0
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Loop details, logging, samples, checkpoints
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_accumulation_and_d_steps_consume_the_global_batch(tmp_path):
+    cfg = load_config(tiny_config(tmp_path), ["train.accumulate=2", "train.d_steps=2"])
+    from hamgan import distributed
+
+    trainer = Trainer(cfg, tmp_path / "r", distributed.setup("cpu"))
+    assert trainer.micro == 4
+    trainer.train_step()
+    # 2 D updates x 2 micro-batches x 4 images
+    assert trainer.data.position() == {"epoch": 0, "index": 16}
+    assert trainer.step == 1
+
+
+def test_metrics_samples_and_checkpoint_rotation(tmp_path):
+    out = tmp_path / "r"
+    train(tmp_path, out, 6, ["train.sample_every=3", "train.keep_last=2", "train.loss=nonsaturating"])
+    assert [p.name for p in list_checkpoints(out)] == ["ckpt-000000004.pt", "ckpt-000000006.pt"]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4, 6]
+    for key in ("loss_g", "loss_d", "d_real", "d_fake", "lr_g", "lr_d", "images_per_s", "peak_mem_mb"):
+        assert all(isinstance(r[key], float) for r in records), key
+    assert records[0]["lr_d"] == 4e-4 and records[0]["lr_g"] == 1e-4
+    grid = Image.open(out / "samples" / "step-000000006.png")
+    # 4 classes -> 4 rows, GRID_COLUMNS columns of 32 px with 1 px padding
+    assert grid.size == (GRID_COLUMNS * 33 + 1, 4 * 33 + 1)
+    assert (out / "samples" / "step-000000003.png").is_file()
+    assert load_config(out / "config.yaml").train.steps == 6
+
+
+def test_best_fid_checkpoint(tmp_path, monkeypatch):
+    fids = iter([5.0, 3.0, 4.0])
+    monkeypatch.setattr(Trainer, "measure_fid", lambda self: next(fids))
+    out = tmp_path / "r"
+    train(tmp_path, out, 6, ["train.fid.every=2"])
+    best = load_checkpoint(out / "ckpt-best.pt")
+    assert best["step"] == 4 and best["metrics"]["best_fid"] == 3.0
+    last = load_checkpoint(out / "ckpt-000000006.pt")
+    assert last["metrics"]["best_fid"] == 3.0 and last["metrics"]["fid"] == 4.0
+    fid_records = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "fid" in r]
+    assert [(r["step"], r["fid"]) for r in fid_records] == [(2, 5.0), (4, 3.0), (6, 4.0)]
+
+
+def test_sampling_does_not_change_training(tmp_path):
+    """Sample grids draw no numbers from the training RNG streams (the weights match a run without grids)."""
+    train(tmp_path, tmp_path / "a", 4, ["train.sample_every=1"])
+    train(tmp_path, tmp_path / "b", 4, ["train.sample_every=0"])
+    assert_same_state(load_checkpoint(tmp_path / "a" / "ckpt-000000004.pt"),
+                      load_checkpoint(tmp_path / "b" / "ckpt-000000004.pt"))
+
+
+def test_bf16_autocast_channels_last_and_no_ema(tmp_path):
+    out = tmp_path / "r"
+    last = train(tmp_path, out, 2, ["train.amp=bf16", "train.channels_last=true", "train.ema.enabled=false",
+                                    "train.sample_every=2"])
+    assert all(torch.isfinite(torch.tensor(v)) for v in (last["loss_d"], last["loss_g"]))
+    assert load_checkpoint(out / "ckpt-000000002.pt")["G_ema"] is None
+
+
+@pytest.mark.slow
+def test_cli_overrides_and_module_entry_point(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-m", "hamgan.train", str(tiny_config(tmp_path)), "--out", str(tmp_path / "r"),
+         "--steps", "1", "train.batch_size=4", "log.tqdm=false"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    saved = load_config(tmp_path / "r" / "config.yaml")
+    assert saved.train.batch_size == 4 and saved.train.steps == 1
