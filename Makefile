@@ -9,6 +9,7 @@ PY       := $(VENV)/bin/python
 RUN      ?= runs/fmnist32_hamgan
 STEPS    ?= 2000
 FID_N    ?= 1000
+REF      ?= runs/fmnist32_test_$(FID_N).npz
 TORCH_HOME ?= $(HOME)/.cache/torch
 FID_WEIGHTS := $(TORCH_HOME)/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth
 SHARED_WEIGHTS := ../shared/fid-weights/pt_inception-2015-12-05-6726825d.pth
@@ -37,10 +38,10 @@ weights:
 
 train: setup
 	$(PY) -m hamgan.train configs/fmnist32_hamgan.yaml --out $(RUN) --steps $(STEPS)
-	$(PY) -m hamgan.evaluate stats configs/fmnist32_hamgan.yaml data.split=test --n $(FID_N) --out $(RUN)/fmnist32_test_$(FID_N).npz
-	$(PY) -m hamgan.evaluate fid $(RUN) $(RUN)/fmnist32_test_$(FID_N).npz --n $(FID_N) --json | tee $(RUN)/fid.json
-	$(PY) -m hamgan.sample $(RUN) --out $(RUN)/samples.png --n 10
-	@echo "sample grid: $(RUN)/samples.png   FID: $(RUN)/fid.json   metrics: $(RUN)/metrics.jsonl"
+	@test -f $(REF) || $(PY) -m hamgan.evaluate stats configs/fmnist32_hamgan.yaml data.split=test --n $(FID_N) --out $(REF)
+	$(PY) -m hamgan.evaluate fid $(RUN)/ckpt-$$(printf %09d $(STEPS)).pt $(REF) --n $(FID_N) --json | tee $(RUN)/fid.json
+	$(PY) -m hamgan.sample $(RUN)/ckpt-$$(printf %09d $(STEPS)).pt --out $(RUN)/samples.png --n 10
+	@echo "sample grid: $(RUN)/samples.png  FID: $(RUN)/fid.json  metrics: $(RUN)/metrics.jsonl"
 
 test: setup
 	$(PY) -m pytest -q

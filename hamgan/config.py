@@ -95,6 +95,7 @@ class FIDConfig:
     every: int = 0  # steps between FID evaluations (0: never during training)
     n_samples: int = 5000
     ref_stats: str | None = None  # .npz with mu/sigma; None: computed once from the data set and cached in the run
+    ref_n: int | None = 10000  # training images for the computed reference (None: all, the ImageNet convention)
     batch_size: int = 100
     use_ema: bool = True
 

@@ -375,6 +375,7 @@ class Trainer:
         self.step = 0
         self.metrics: dict[str, Any] = {"best_fid": None, "best_fid_step": None}  # kept in checkpoints
         self.last_metrics: dict[str, Any] = {}  # the last logged losses, speeds, ...
+        self._inception = self._fid_ref = None  # FID network and reference statistics, built on first use
         n = cfg.model.num_classes
         self.grid_classes = torch.linspace(0, n - 1, min(GRID_CLASSES, n)).round().long().tolist()
 
@@ -540,17 +541,42 @@ class Trainer:
         save_image(grid, path, nrow=GRID_COLUMNS, padding=1)
         return path
 
+    def fid_reference(self, inception) -> tuple:
+        """``(mu, sigma)`` of the real images: ``train.fid.ref_stats`` if given, else computed once from the
+        training data set (``train.fid.ref_n`` images) and cached as ``fid_ref.npz`` in the run folder."""
+        from hamgan.metrics import dataset_statistics, load_stats, save_stats
+
+        f = self.cfg.train.fid
+        if f.ref_stats is not None:
+            return load_stats(f.ref_stats)
+        cache = self.run_dir / "fid_ref.npz"
+        if cache.is_file():
+            return load_stats(cache)
+        self.log.write(f"computing FID reference statistics of {f.ref_n or 'all'} training images -> {cache}")
+        ext = dataset_statistics(self.dataset, inception, f.ref_n, f.batch_size, self.device,
+                                 num_workers=self.cfg.data.num_workers, seed=self.cfg.train.seed, progress=False)
+        mu, sigma = ext.stats.mean(), ext.stats.cov()
+        save_stats(cache, mu, sigma)
+        return mu, sigma
+
     def measure_fid(self) -> float | None:
-        """FID of the sampling generator against the data set (issue 4). TODO(lead): wire hamgan.metrics.fid here.
+        """FID of ``train.fid.n_samples`` samples (EMA G when ``train.fid.use_ema``) against the reference (rank 0).
 
         Called on every rank every ``train.fid.every`` steps, inside ``torch.random.fork_rng`` so it does not
-        change the training's random streams. Returns the FID on rank 0 (None elsewhere or when not available);
+        change the training's random streams. Returns the FID on rank 0 (None elsewhere);
         :meth:`record_fid` logs it and keeps ``ckpt-best.pt``.
         """
-        if not getattr(self, "_fid_warned", False):
-            self.log.write("train.fid.every is set but FID during training is not available yet; skipping")
-            self._fid_warned = True
-        return None
+        from hamgan.metrics import InceptionFeatures, generator_fid
+
+        if not self.info.is_main:
+            return None
+        f = self.cfg.train.fid
+        if self._inception is None:  # built once per run, on the training device
+            self._inception = InceptionFeatures().to(self.device)
+            self._fid_ref = self.fid_reference(self._inception)
+        G = self.ema.model if f.use_ema and self.ema is not None else self.G
+        return generator_fid(G, self._fid_ref, f.n_samples, f.batch_size, self._inception, seed=self.cfg.train.seed,
+                             device=self.device)
 
     def record_fid(self, fid: float | None) -> None:
         """Log an FID and write ``ckpt-best.pt`` when it is the best so far (collective)."""
@@ -699,7 +725,9 @@ class Trainer:
                     it_per_s=n / elapsed,
                     images_per_s=n * t.batch_size / elapsed,
                     peak_mem_mb=self.peak_memory_mb(),
+                    train_s=self.metrics.get("train_s", 0.0) + elapsed,  # training time of the run, resumes included
                 )
+                self.metrics["train_s"] = last["train_s"]
                 self.log.log(self.step, last)
                 sums, n, tick = {}, 0, time.perf_counter()
             shown = ("loss_d", "loss_g", "images_per_s")

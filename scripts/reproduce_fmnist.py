@@ -19,9 +19,8 @@ Resumable: rerunning the same command skips finished trainings, resumes interrup
 a run folder's latest checkpoint) and skips evaluations already cached in ``WORK/<run>/fid.json`` (keyed by step, n,
 reference and sampling seed).
 
-Wall-clock: ``wall_s`` at step s is the training time up to s, summed from the trainer's ``metrics.jsonl`` speeds
-(``it_per_s`` over each logging interval), so it excludes start-up, sample grids, checkpoints, FID and time lost to
-interruptions; ``images_per_s`` is batch_size * steps / wall_s at the final step.
+Wall-clock: ``wall_s`` at step s is the training time up to s, the trainer's ``train_s`` in ``metrics.jsonl``, so it
+excludes start-up, sample grids, checkpoints, FID and time lost to interruptions; ``images_per_s`` is batch_size * steps / wall_s at the final step.
 
 Outputs under ``--results``::
 
@@ -242,10 +241,9 @@ def train(run: Run, args: argparse.Namespace) -> bool:
 
 
 def training_clock(metrics_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative training seconds at each logged step, from the speeds in ``metrics.jsonl``.
+    """Cumulative training seconds at each logged step, the trainer's ``train_s`` in ``metrics.jsonl``.
 
-    Each record covers the steps since the previous one at ``it_per_s``. Returns ``(steps, seconds)``, both
-    starting at (0, 0).
+    Returns ``(steps, seconds)``, both starting at (0, 0).
     """
     steps, seconds = [0], [0.0]
     if metrics_path.is_file():
@@ -254,10 +252,10 @@ def training_clock(metrics_path: Path) -> tuple[np.ndarray, np.ndarray]:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            step, speed = record.get("step"), record.get("it_per_s")
-            if not isinstance(speed, (int, float)) or speed <= 0 or step is None or step <= steps[-1]:
+            step, train_s = record.get("step"), record.get("train_s")
+            if not isinstance(train_s, (int, float)) or step is None or step <= steps[-1]:
                 continue
-            seconds.append(seconds[-1] + (step - steps[-1]) / speed)
+            seconds.append(float(train_s))
             steps.append(step)
     return np.asarray(steps), np.asarray(seconds)
 

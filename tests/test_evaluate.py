@@ -1,5 +1,4 @@
 import json
-import os
 import subprocess
 import sys
 
@@ -10,36 +9,6 @@ import yaml
 from hamgan.config import from_dict
 from hamgan.evaluate import ZERO_HEAD_WARNING, context_name, main, parse_source
 from hamgan.metrics.fid import StatsError, frechet_distance, load_stats, save_stats
-from hamgan.metrics.inception import WEIGHTS_NAME, hub_checkpoint_dir
-
-
-TINY = {"resolution": 32, "num_classes": 3, "z_dim": 16, "ham": {"steps": 2},
-        "g": {"channels": 8, "context_res": 16, "ham_rank": 4}, "d": {"channels": 8, "context_res": 16, "ham_rank": 4}}
-
-
-def write_tiny_checkpoint(path, step: int = 7):
-    """A real (untrained) tiny Generator/Discriminator checkpoint."""
-    import torch
-
-    from hamgan.checkpoint import save_checkpoint
-    from hamgan.config import to_dict
-    from hamgan.nn.networks import Discriminator, Generator
-
-    torch.manual_seed(0)
-    cfg = from_dict({"model": TINY})
-    save_checkpoint({"config": to_dict(cfg), "step": step, "G": Generator(cfg.model).state_dict(),
-                     "D": Discriminator(cfg.model).state_dict(), "G_ema": Generator(cfg.model).state_dict()}, path)
-    return path
-
-
-def require_weights() -> None:
-    path = hub_checkpoint_dir() / WEIGHTS_NAME
-    if not path.is_file():
-        message = f"FID Inception weights missing at {path}: copy ../shared/fid-weights/{WEIGHTS_NAME} there"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-
 
 def random_stats(seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Well-conditioned 2048-d statistics (a singular sigma makes scipy's sqrtm run twice: slow)."""
@@ -69,10 +38,10 @@ def test_sources_are_classified(tmp_path):
         parse_source(str(tmp_path / "imgs"), ["data.split=test"])
 
 
-def test_context_names():
-    assert context_name(from_dict({"model": TINY}).model) == "ham-nmf @16/16"
-    assert context_name(from_dict({"model": {**TINY, "context": "attention"}}).model) == "attention @16/16"
-    assert context_name(from_dict({"model": {**TINY, "context": "none"}}).model) == "none"
+def test_context_names(tiny_model):
+    assert context_name(from_dict({"model": tiny_model}).model) == "ham-nmf @16/16"
+    assert context_name(from_dict({"model": {**tiny_model, "context": "attention"}}).model) == "attention @16/16"
+    assert context_name(from_dict({"model": {**tiny_model, "context": "none"}}).model) == "none"
 
 
 def test_fid_of_two_npz_files(tmp_path, capsys):
@@ -99,12 +68,11 @@ def test_cli_errors(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_stats_fid_and_compare_on_checkpoints(tmp_path, capsys):
+def test_stats_fid_and_compare_on_checkpoints(tmp_path, capsys, fid_weights, tiny_checkpoint, tiny_model):
     """Data set config -> ref.npz; checkpoint vs ref FID; the comparison table and its JSON."""
-    require_weights()
-    ham = write_tiny_checkpoint(tmp_path / "ham" / "ckpt-000000007.pt", step=7)
+    ham = tiny_checkpoint(tmp_path / "ham" / "ckpt-000000007.pt", step=7)
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump({"model": TINY, "data": {"name": "synthetic", "synthetic_size": 64}}))
+    config.write_text(yaml.safe_dump({"model": tiny_model, "data": {"name": "synthetic", "synthetic_size": 64}}))
     ref = tmp_path / "ref.npz"
     with pytest.warns(UserWarning, match="biased"):
         assert main(["stats", str(config), "data.synthetic_size=8", "--out", str(ref), "--num-workers", "0"]) == 0
@@ -116,16 +84,9 @@ def test_stats_fid_and_compare_on_checkpoints(tmp_path, capsys):
         assert main(["fid", str(ham), str(ref), "--n", "6", "--batch-size", "4"]) == 0
     assert float(capsys.readouterr().out.removeprefix("FID: ")) > 0
 
-    import torch
+    from hamgan.nn.networks import Generator
 
-    from hamgan.checkpoint import save_checkpoint
-    from hamgan.config import to_dict
-    from hamgan.nn.networks import Discriminator, Generator
-
-    cfg = from_dict({"model": {**TINY, "context": "attention"}})
-    sagan = tmp_path / "sagan.pt"
-    save_checkpoint({"config": to_dict(cfg), "step": 3, "G": Generator(cfg.model).state_dict(),
-                     "D": Discriminator(cfg.model).state_dict(), "G_ema": None}, sagan)
+    sagan = tiny_checkpoint(tmp_path / "sagan.pt", step=3, context="attention", ema=False)
     out = tmp_path / "compare.json"
     with pytest.warns(UserWarning):  # biased FID; no EMA in the sagan checkpoint
         assert main(["compare", str(tmp_path / "ham"), str(sagan), "--ref", str(ref), "--n", "6",
@@ -135,12 +96,11 @@ def test_stats_fid_and_compare_on_checkpoints(tmp_path, capsys):
     assert "| 7 | ham-nmf @16/16 |" in captured.out and "| 3 | attention @16/16 |" in captured.out
     rows = json.loads(out.read_text())
     assert [r["step"] for r in rows] == [7, 3]
-    assert rows[0]["params_g"] == sum(p.numel() for p in Generator(from_dict({"model": TINY}).model).parameters())
+    assert rows[0]["params_g"] == sum(p.numel() for p in Generator(from_dict({"model": tiny_model}).model).parameters())
     assert all(r["fid"] > 0 and r["is_splits"] == 2 and r["n"] == 6 for r in rows)
     if not rows[0]["is_meaningful"]:  # the local weights file has a zero 1008-class head
         assert ZERO_HEAD_WARNING in captured.err
         assert all(r["is_mean"] == pytest.approx(1.0) for r in rows)
-    del torch
 
 
 def test_module_entry_point():

@@ -181,9 +181,10 @@ def test_checkpoint_schedule_keeps_every_eval_step():
     assert every == 100 and keep * every > 2000
 
 
-def test_training_clock_sums_logged_speeds(tmp_path):
+def test_training_clock_reads_cumulative_training_time(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    lines = [{"step": 50, "it_per_s": 5.0}, {"step": 100, "it_per_s": 2.5}, {"step": 120, "it_per_s": 2.0}]
+    lines = [{"step": 50, "train_s": 10.0}, {"step": 100, "train_s": 30.0}, {"step": 100, "fid": 3.0},
+             {"step": 120, "train_s": 40.0}]
     path.write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"step": 14')  # last line cut by a crash
     clock = driver.training_clock(path)
     assert driver.training_seconds(clock, 50) == pytest.approx(10.0)

@@ -4,28 +4,12 @@ import torch
 from PIL import Image
 from torchvision.utils import save_image
 
-from hamgan.checkpoint import save_checkpoint
-from hamgan.config import from_dict, to_dict
-from hamgan.nn.networks import Discriminator, Generator
 from hamgan.sample import class_grid, main, sample_images, to_uint8, truncated_z
-
-TINY = {"resolution": 32, "num_classes": 3, "z_dim": 16, "ham": {"steps": 2},
-        "g": {"channels": 8, "context_res": 16, "ham_rank": 4}, "d": {"channels": 8, "context_res": 16, "ham_rank": 4}}
-
-
-def write_tiny_checkpoint(path, img_channels: int = 3, step: int = 7):
-    """A real (untrained) tiny Generator/Discriminator checkpoint; G_ema differs from G."""
-    torch.manual_seed(0)
-    cfg = from_dict({"model": {**TINY, "img_channels": img_channels}})
-    G, D, G_ema = Generator(cfg.model), Discriminator(cfg.model), Generator(cfg.model)
-    save_checkpoint({"config": to_dict(cfg), "step": step, "G": G.state_dict(), "D": D.state_dict(),
-                     "G_ema": G_ema.state_dict()}, path)
-    return path
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "ckpt-000000007.pt")
+def ckpt(tmp_path_factory, tiny_checkpoint):
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "ckpt-000000007.pt")
 
 
 @pytest.fixture(scope="module")

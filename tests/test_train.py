@@ -255,8 +255,9 @@ def test_metrics_samples_and_checkpoint_rotation(tmp_path):
     assert [p.name for p in list_checkpoints(out)] == ["ckpt-000000004.pt", "ckpt-000000006.pt"]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 4, 6]
-    for key in ("loss_g", "loss_d", "d_real", "d_fake", "lr_g", "lr_d", "images_per_s", "peak_mem_mb"):
+    for key in ("loss_g", "loss_d", "d_real", "d_fake", "lr_g", "lr_d", "images_per_s", "peak_mem_mb", "train_s"):
         assert all(isinstance(r[key], float) for r in records), key
+    assert 0 < records[0]["train_s"] < records[1]["train_s"] < records[2]["train_s"]  # cumulative training time
     assert records[0]["lr_d"] == 4e-4 and records[0]["lr_g"] == 1e-4
     grid = Image.open(out / "samples" / "step-000000006.png")
     # 4 classes -> 4 rows, GRID_COLUMNS columns of 32 px with 1 px padding
@@ -276,6 +277,23 @@ def test_best_fid_checkpoint(tmp_path, monkeypatch):
     assert last["metrics"]["best_fid"] == 3.0 and last["metrics"]["fid"] == 4.0
     fid_records = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "fid" in r]
     assert [(r["step"], r["fid"]) for r in fid_records] == [(2, 5.0), (4, 3.0), (6, 4.0)]
+
+
+@pytest.mark.slow
+def test_real_fid_during_training(tmp_path, fid_weights):
+    """Periodic FID with the real Inception: logged, reference cached, best kept, training streams untouched."""
+    fid = ["train.fid.every=2", "train.fid.n_samples=6", "train.fid.ref_n=8", "train.fid.batch_size=6"]
+    with pytest.warns(UserWarning, match="biased"):
+        train(tmp_path, tmp_path / "fid", 4, fid)
+    train(tmp_path, tmp_path / "plain", 4)
+    out = tmp_path / "fid"
+    records = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "fid" in r]
+    assert [r["step"] for r in records] == [2, 4]
+    assert all(r["fid"] > 0 for r in records)
+    assert (out / "fid_ref.npz").is_file() and (out / "ckpt-best.pt").is_file()
+    assert load_checkpoint(out / "ckpt-best.pt")["metrics"]["best_fid"] == min(r["fid"] for r in records)
+    assert_same_state(load_checkpoint(out / "ckpt-000000004.pt"),
+                      load_checkpoint(tmp_path / "plain" / "ckpt-000000004.pt"))
 
 
 def test_sampling_does_not_change_training(tmp_path):

@@ -1,5 +1,4 @@
 import json
-import os
 
 import numpy as np
 import pytest
@@ -20,32 +19,19 @@ from hamgan.metrics.fid import (
     save_stats,
     warn_if_biased,
 )
-from hamgan.metrics.inception import WEIGHTS_NAME, InceptionFeatures, hub_checkpoint_dir
+from hamgan.metrics.inception import InceptionFeatures
 from hamgan.sample import to_uint8
 
 N_PER_FOLDER = 16  # Inception on CPU costs ~0.1-0.3 s per image
 
 
-def require_weights() -> None:
-    """The real FID weights must be in the hub cache: skip locally without them, fail in CI."""
-    path = hub_checkpoint_dir() / WEIGHTS_NAME
-    if not path.is_file():
-        message = (f"FID Inception weights missing at {path}: copy ../shared/fid-weights/{WEIGHTS_NAME} there "
-                   f"(or set TORCH_HOME)")
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-
-
 @pytest.fixture(scope="module")
-def inception() -> InceptionFeatures:
-    require_weights()
+def inception(fid_weights) -> InceptionFeatures:
     return InceptionFeatures()
 
 
 @pytest.fixture(scope="module")
-def pfid_model() -> InceptionV3:
-    require_weights()
+def pfid_model(fid_weights) -> InceptionV3:
     return InceptionV3([3]).eval()
 
 
