@@ -14,7 +14,8 @@ machine. For every block it reports, all measured in one run:
   ``torch.profiler`` with ``profile_memory=True``; the allocation / free events of its trace are replayed in order
   and the maximum of the running total is the peak.
 - time_infer_s / time_train_s: median wall time over ``--repeats`` calls (after one untimed warm-up call, which is
-  the memory-profiled one), synchronising CUDA around each.
+  the memory-profiled one), synchronising CUDA around each. The timed calls are interleaved: every repeat times
+  every block once, so the blocks share the machine's slow and fast phases.
 
 Blocks: ``ham-nmf``, ``ham-cd``, ``ham-vq`` (``hamgan.nn.Hamburger``, one-step gradient, v1), ``attention-full``
 (``FullSelfAttention``: four C x C projections, paper Table 3) and ``attention-sagan`` (``SelfAttention``: the
@@ -123,47 +124,59 @@ def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float:
     return peak / MIB
 
 
-def median_time(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    times = []
-    for _ in range(repeats):
-        _synchronize(device)
-        start = time.perf_counter()
-        fn()
-        _synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    _synchronize(device)
+    start = time.perf_counter()
+    fn()
+    _synchronize(device)
+    return time.perf_counter() - start
 
 
-def measure(name: str, args: argparse.Namespace, size: int, device: torch.device) -> Result:
-    torch.manual_seed(0)
-    block = build_block(name, args.channels, args.dim or args.channels, args.rank, args.steps).to(device)
-    # A nonzero output scale, as in a trained network (at its init of 0 the context path does not reach the output).
-    for scale in ("sigma", "gamma"):
-        if hasattr(block, scale):
-            nn.init.constant_(getattr(block, scale), 0.1)
-    x = torch.randn(args.batch, args.channels, size, size, device=device)
-    macs = count_macs(block, x)
+def measure(names: list[str], args: argparse.Namespace, size: int, device: torch.device) -> list[Result]:
+    """Measure ``names`` side by side: MACs and memory block by block, then the timed calls interleaved.
 
-    def infer() -> None:
-        with torch.inference_mode():
-            block(x)
+    Repeat r times every block once before repeat r + 1 starts, so a slow phase of the machine (another process,
+    frequency changes) lands on all blocks alike instead of on whichever block ran then.
+    """
+    blocks, calls, static = [], [], []
+    for name in names:
+        torch.manual_seed(0)
+        block = build_block(name, args.channels, args.dim or args.channels, args.rank, args.steps).to(device)
+        # A nonzero output scale, as in a trained network (at its init of 0 the context path does not reach the
+        # output).
+        for scale in ("sigma", "gamma"):
+            if hasattr(block, scale):
+                nn.init.constant_(getattr(block, scale), 0.1)
+        x = torch.randn(args.batch, args.channels, size, size, device=device)
+        x_train = x.clone().requires_grad_(True)
 
-    x_train = x.clone().requires_grad_(True)
+        def infer(block: nn.Module = block, x: torch.Tensor = x) -> None:
+            block.eval()
+            with torch.inference_mode():
+                block(x)
 
-    def train() -> None:
-        block.zero_grad(set_to_none=True)
-        x_train.grad = None
-        block(x_train).sum().backward()
+        def train(block: nn.Module = block, x: torch.Tensor = x_train) -> None:
+            block.train()
+            block.zero_grad(set_to_none=True)
+            x.grad = None
+            block(x).sum().backward()
 
-    block.eval()
-    mem_infer = peak_memory_mb(infer, device)  # doubles as the warm-up call
-    time_infer = median_time(infer, args.repeats, device)
-    block.train()
-    x_train.grad = None
-    block.zero_grad(set_to_none=True)
-    mem_train = peak_memory_mb(train, device)
-    time_train = median_time(train, args.repeats, device)
-    return Result(name, count_params(block), macs, mem_infer, mem_train, time_infer, time_train)
+        macs = count_macs(block.eval(), x)
+        mem_infer = peak_memory_mb(infer, device)  # the profiled calls double as warm-up calls
+        mem_train = peak_memory_mb(train, device)
+        blocks.append(block)
+        calls.append((infer, train))
+        static.append((count_params(block), macs, mem_infer, mem_train))
+
+    times = [([], []) for _ in names]
+    for _ in range(args.repeats):
+        for (infer, train), (t_infer, t_train) in zip(calls, times):
+            t_infer.append(timed(infer, device))
+            t_train.append(timed(train, device))
+    return [
+        Result(name, params, macs, mem_infer, mem_train, statistics.median(t_infer), statistics.median(t_train))
+        for name, (params, macs, mem_infer, mem_train), (t_infer, t_train) in zip(names, static, times)
+    ]
 
 
 def print_table(results: list[Result], header: str) -> None:
@@ -196,7 +209,7 @@ def run_sweep(args: argparse.Namespace, device: torch.device) -> None:
     print(f"{'size':>5} {'block':<16} {'GMACs':>9} {'mem inf MiB':>12} {'mem train MiB':>14} {'infer s':>9} "
           f"{'train s':>9} {'infer x nmf':>12}")
     for size in SWEEP_SIZES:
-        rows = [measure(name, args, size, device) for name in SWEEP_BLOCKS]
+        rows = measure(list(SWEEP_BLOCKS), args, size, device)
         base = rows[0]
         for r in rows:
             print(f"{size:>5} {r.block:<16} {r.macs / 1e9:>9.2f} {r.mem_infer_mb:>12.1f} {r.mem_train_mb:>14.1f} "
@@ -211,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dim", type=int, default=None, help="Hamburger D (default: channels)")
     parser.add_argument("--rank", type=int, default=64, help="Hamburger R (default 64)")
     parser.add_argument("--steps", type=int, default=6, help="Hamburger K (default 6)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (default 3)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (default 5)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--blocks", nargs="+", default=list(BLOCKS), choices=BLOCKS, help="blocks to measure")
@@ -229,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.sweep:
         run_sweep(args, device)
         return
-    results = [measure(name, args, args.size, device) for name in args.blocks]
+    results = measure(args.blocks, args, args.size, device)
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))
         return

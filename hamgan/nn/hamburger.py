@@ -18,7 +18,9 @@ with K. ``grad="bptt"`` back-propagates through all K iterations instead.
 
 Speed: the 1x1 breads run as batched matrix products on (B, C, N) pixel columns, the no-grad iterations update in
 place and reuse X^T D, and in v1 the upper bread is applied to the factors, (W D) C^T, instead of to the D x N
-reconstruction D C^T (the same function by associativity, and C*R*N instead of C*D*N multiply-adds).
+reconstruction D C^T (the same function by associativity, and C*R*N instead of C*D*N multiply-adds). Without a
+class-conditional BN (the discriminator) the output x + sigma * upper(.) is accumulated by one product onto
+x + sigma * b, so the block allocates only two (B, C, N) tensors: large fresh allocations cost page faults.
 """
 
 from __future__ import annotations
@@ -285,12 +287,15 @@ class Hamburger(nn.Module):
     def decompose(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The ham: X ~ D C^T for ``x`` (B*S, D, N) float32 -> (bases D (B*S, D, R), coef C (B*S, N, R)).
 
+        For NMF, ``x`` is made non-negative by a ReLU, applied in place when ``x`` does not require grad (inference:
+        it is the lower bread's fresh output), which saves a (B*S, D, N) allocation.
+
         K iterations from fresh bases (without autograd for the one-step gradient), then the final coefficient step
         with gradient: one more NMF update, VQ's soft assignments, or CD's ridge least squares.
         """
         batch, dim, _ = x.shape
         if self.ham == "nmf":
-            x = F.relu(x)
+            x = F.relu(x) if x.requires_grad else F.relu_(x)  # in place only outside autograd (no view replay)
             bases = nmf_bases(batch, dim, self.rank, x.device)
         else:
             bases = unit_bases(batch, dim, self.rank, x.device)
@@ -314,12 +319,12 @@ class Hamburger(nn.Module):
             coef = cd_coef(x, bases, self.beta)
         return bases, coef
 
-    def _upper_of_low_rank(self, bases: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
-        """Upper bread applied to the reconstruction D C^T without forming it: W (D C^T) + b = (W D) C^T + b.
+    def _upper_factors(self, bases: torch.Tensor, coef: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The upper bread's product with the reconstruction D C^T as two factors: W (D C^T) = (W D) C^T.
 
-        Per group s, W_s D_s is (C, R); the S groups stack into one (C, S*R) @ (S*R, N) product. This is the same
-        function as ``pointwise(upper, D C^T)`` with C*S*R*N instead of C*S*D*N multiply-adds and no D x N tensor.
-        Shapes: ``bases`` (B*S, D, R), ``coef`` (B*S, N, R) -> (B, C, N).
+        Per group s, W_s D_s is (C, R); the S groups stack into one (C, S*R) @ (S*R, N) product, C*S*R*N instead of
+        C*S*D*N multiply-adds and no D x N tensor.
+        Shapes: ``bases`` (B*S, D, R), ``coef`` (B*S, N, R) -> (W D (B, C, S*R), C^T (B, S*R, N)).
         """
         S, D, R = self.groups, self.dim, self.rank
         B, N = bases.shape[0] // S, coef.shape[1]
@@ -328,8 +333,18 @@ class Hamburger(nn.Module):
         wd = torch.matmul(weight, bases.view(B, S, D, R))  # W_s D_s: (B, S, C, R)
         wd = wd.transpose(1, 2).reshape(B, self.channels, S * R)
         coef_t = coef.view(B, S, N, R).transpose(2, 3).reshape(B, S * R, N)  # C_s^T stacked (a view when S = 1)
+        return wd, coef_t
+
+    def _upper_of_low_rank(self, bases: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+        """Upper bread applied to the reconstruction without forming it: W (D C^T) + b = (W D) C^T + b.
+
+        The same function as ``pointwise(upper, D C^T)``. Shapes: ``bases`` (B*S, D, R), ``coef`` (B*S, N, R)
+        -> (B, C, N).
+        """
+        wd, coef_t = self._upper_factors(bases, coef)
         if self.upper.bias is None:
             return torch.bmm(wd, coef_t)
+        B, N = wd.shape[0], coef_t.shape[-1]
         return torch.baddbmm(self.upper.bias.to(wd.dtype).view(1, -1, 1).expand(B, -1, N), wd, coef_t)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -347,6 +362,12 @@ class Hamburger(nn.Module):
         h = pointwise(self.lower, x.flatten(2))  # lower bread: (B, S*D, N)
         with torch.autocast(device_type=x.device.type, enabled=False):
             bases, coef = self.decompose(h.float().view(B * self.groups, self.dim, H * W))
+        if self.cheese is None and self.norm is None:
+            # x + sigma * ((W D) C^T + b), accumulated in one product onto x + sigma * b: no other (B, C, N) tensor
+            wd, coef_t = self._upper_factors(bases, coef)
+            out = torch.addcmul(x.flatten(2), self.sigma, self.upper.bias.view(1, -1, 1))
+            out = out.baddbmm_((self.sigma * wd).to(out.dtype), coef_t.to(out.dtype))
+            return out.view(B, C, H, W)
         if self.cheese is None:
             h = self._upper_of_low_rank(bases, coef)  # (B, C, N)
         else:

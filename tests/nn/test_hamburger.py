@@ -287,3 +287,18 @@ def test_cd_coef_solves_the_ridge_normal_equations():
     coef = cd_coef(x, bases, beta=0.01)
     lhs = (bases.transpose(1, 2) @ bases + 0.01 * torch.eye(4)) @ coef.transpose(1, 2)
     torch.testing.assert_close(lhs, bases.transpose(1, 2) @ x, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("ham", ["nmf", "cd", "vq"])
+def test_fused_residual_output_equals_the_explicit_formula(ham):
+    """Without CBN the block accumulates x + sigma * (W D C^T + b) in one product: same as the textbook order."""
+    block = Hamburger(16, ham=ham, rank=4, steps=3, spectral_norm=False).eval()
+    block.sigma.data.fill_(0.7)
+    x = torch.randn(2, 16, 5, 6)
+    torch.manual_seed(1)
+    out = block(x)
+    torch.manual_seed(1)
+    h = block.lower(x).flatten(2).clone()
+    bases, coef = block.decompose(h)
+    expected = x + 0.7 * block.upper(torch.bmm(bases, coef.transpose(1, 2)).view(2, 16, 5, 6))
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
