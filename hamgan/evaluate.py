@@ -34,6 +34,7 @@ from hamgan.metrics.fid import (
     save_stats,
     warn_if_biased,
 )
+from hamgan.info import count_params
 from hamgan.metrics.inception import InceptionFeatures
 from hamgan.metrics.inception_score import inception_score
 
@@ -168,10 +169,6 @@ def context_name(model_cfg) -> str:
         return "none"
     name = f"ham-{model_cfg.ham.kind}" if model_cfg.context == "ham" else model_cfg.context
     return f"{name} @{model_cfg.g.context_res}/{model_cfg.d.context_res}"
-
-
-def count_params(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def _millions(n: int) -> str:

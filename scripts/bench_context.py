@@ -50,6 +50,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from hamgan.info import count_params  # noqa: E402
 from hamgan.nn import FullSelfAttention, Hamburger, SelfAttention  # noqa: E402
 
 BLOCKS = ("ham-nmf", "ham-cd", "ham-vq", "attention-full", "attention-sagan")
@@ -77,10 +78,6 @@ def build_block(name: str, channels: int, dim: int, rank: int, steps: int) -> nn
     if name == "attention-sagan":
         return SelfAttention(channels)
     raise ValueError(f"unknown block {name!r}; choose from {BLOCKS}")
-
-
-def count_params(block: nn.Module) -> int:
-    return sum(p.numel() for p in block.parameters())
 
 
 def count_macs(block: nn.Module, x: torch.Tensor) -> int:

@@ -49,6 +49,7 @@ def measure(resolution: int, context: str, batch: int, steps: int, warmup: int, 
 
     from hamgan import distributed
     from hamgan.config import load_config
+    from hamgan.info import count_params
     from hamgan.train import Trainer
 
     name, extra = CONFIGS[(resolution, context)]
@@ -91,8 +92,8 @@ def measure(resolution: int, context: str, batch: int, steps: int, warmup: int, 
             "step_ms": 1000 * seconds,
             "images_per_s": batch / seconds,
             "peak_mem_mb": peak,
-            "params_g": sum(p.numel() for p in trainer.G.parameters()),
-            "params_d": sum(p.numel() for p in trainer.D.parameters()),
+            "params_g": count_params(trainer.G),
+            "params_d": count_params(trainer.D),
         }
 
 
