@@ -4,6 +4,8 @@
     python scripts/reproduce_fmnist.py --models hamgan,sagan,none,ham-cd,ham-vq --seeds 0,1,2 --steps 2000 \\
         --eval-steps 500,1000,1500,2000 --n 1000 --ref-n 10000 --checkpoints results/fmnist32/checkpoints
     python scripts/reproduce_fmnist.py --report-only                     # re-aggregate the cached results
+    python scripts/reproduce_fmnist.py --models hamgan,sagan --seeds 3 --work runs/rerun --results runs/rerun/results \\
+        --check-against results/fmnist32/summary.json                    # does a new seed land in the spread?
 
 Every model trains with the same hyperparameters and step budget: ``configs/fmnist32_{hamgan,sagan,none}.yaml``
 (identical but for ``model.context``), Ham CD / VQ as the HamGAN config with ``model.ham.kind`` changed, plus the
@@ -131,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="device of the FID")
     p.add_argument("--report-only", action="store_true",
                    help="train and evaluate nothing: re-aggregate tables, plots and grids from the cached results")
+    p.add_argument("--check-against", type=Path, default=None, metavar="SUMMARY_JSON",
+                   help="after the report, check that every run's final FID lies within mean +- 2 std over seeds "
+                        "of this earlier study (e.g. results/fmnist32/summary.json); exit 1 if one does not")
     return p
 
 
@@ -297,8 +302,17 @@ def reference_path(args: argparse.Namespace) -> Path:
     return args.ref if args.ref is not None else args.work / f"fmnist32_test_{args.ref_n}.npz"
 
 
+def shown(path: Path | str) -> str:
+    """``path`` as a command shown to users: relative to the repository when inside it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(REPO)) if path.is_absolute() else str(path)
+    except ValueError:
+        return str(path)
+
+
 def stats_command(args: argparse.Namespace) -> str:
-    return (f"hamgan-eval stats {args.configs / MODELS['hamgan'].config} data.split=test --n {args.ref_n} "
+    return (f"hamgan-eval stats {shown(args.configs / MODELS['hamgan'].config)} data.split=test --n {args.ref_n} "
             f"--out {reference_path(args)}")
 
 
@@ -415,8 +429,25 @@ def evaluate(run: Run, args: argparse.Namespace, evaluator: Evaluator) -> None:
 # Aggregation
 # --------------------------------------------------------------------------------------------------------------------
 
-ROW_FIELDS = ["model", "seed", "step", "fid", "n", "ref", "wall_s", "images_per_s", "params_g", "params_d",
-              "context_params_g", "context_params_d", "context_macs_g", "context_macs_d", "run"]
+ROW_FIELDS = ["model", "seed", "step", "fid", "n", "ref", "wall_s", "images_per_s", "eval_s", "context_scale_g",
+              "context_scale_d", "params_g", "params_d", "context_params_g", "context_params_d", "context_macs_g",
+              "context_macs_d", "run"]
+
+
+def context_scales(run: Run, step: int) -> tuple[float | None, float | None]:
+    """The learnt residual scale of the context block (Hamburger ``sigma``, attention ``gamma``; both start at 0)
+    in the raw G and D at ``step``: how much each network uses the block. None without a block or checkpoint."""
+    from hamgan.checkpoint import checkpoint_path, load_checkpoint
+
+    ckpt = checkpoint_path(run.folder, step)
+    if not ckpt.is_file():
+        return None, None
+    state = load_checkpoint(ckpt)
+    scales = []
+    for net in ("G", "D"):
+        values = [float(v) for k, v in state[net].items() if k in ("context.sigma", "context.gamma")]
+        scales.append(round(values[0], 5) if values else None)
+    return scales[0], scales[1]
 
 
 def collect_rows(runs: list[Run], args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -437,10 +468,12 @@ def collect_rows(runs: list[Run], args: argparse.Namespace) -> list[dict[str, An
             if e is None:
                 continue
             wall = training_seconds(clock, step)
+            scale_g, scale_d = context_scales(run, step)
             rows.append({
                 "model": run.model, "seed": run.seed, "step": step, "fid": e["fid"], "n": e["n"], "ref": e["ref"],
                 "wall_s": None if wall is None else round(wall, 2),
                 "images_per_s": None if images_per_s is None else round(images_per_s, 2),
+                "eval_s": e.get("eval_s"), "context_scale_g": scale_g, "context_scale_d": scale_d,
                 **{k: facts[k] for k in ROW_FIELDS if k in facts},
                 "run": str(run.folder),
             })
@@ -468,6 +501,8 @@ def summarise(rows: list[dict[str, Any]], models: list[str]) -> dict[str, Any]:
             steps[step] = {
                 "fid_mean": fid_mean, "fid_std": fid_std, "seeds": [r["seed"] for r in at],
                 "fids": [r["fid"] for r in at], "wall_s_mean": float(np.mean(walls)) if walls else None,
+                "context_scales_g": [r.get("context_scale_g") for r in at],
+                "context_scales_d": [r.get("context_scale_d") for r in at],
             }
         speeds = sorted({(r["seed"], r["images_per_s"]) for r in mine if r["images_per_s"] is not None})
         speed_mean, speed_std = _mean_std([s for _, s in speeds]) if speeds else (None, None)
@@ -572,6 +607,15 @@ def _fmt_macs(n: int) -> str:
     return "-" if not n else f"{n / 1e6:.2f}M"
 
 
+def _fmt_scales(point: dict[str, Any]) -> str:
+    """Mean over seeds of |sigma| / |gamma| in G and D ("-" without a context block)."""
+    cells = []
+    for net in ("g", "d"):
+        values = [abs(v) for v in point.get(f"context_scales_{net}", []) if v is not None]
+        cells.append(f"{np.mean(values):.3f}" if values else "-")
+    return "-" if cells == ["-", "-"] else " / ".join(cells)
+
+
 def _fmt_params(n: int) -> str:
     return f"{n / 1e3:.1f}k"
 
@@ -583,7 +627,8 @@ def commands(args: argparse.Namespace, argv: list[str], exported: list[Path]) ->
     cmds = {
         "study": shlex.join(["python", "scripts/reproduce_fmnist.py", *study]),
         "report_only": shlex.join(["python", "scripts/reproduce_fmnist.py", *study, "--report-only"]),
-        "train_example": shlex.join(["python", *train_command(example, args)[1:]]),
+        "train_example": shlex.join(["python", *(shown(a) if a.endswith(".yaml") else a
+                                                  for a in train_command(example, args)[1:])]),
         "reference_stats": stats_command(args),
     }
     if exported:
@@ -604,7 +649,7 @@ def environment() -> dict[str, Any]:
 
 
 def summary_markdown(summary: dict[str, Any], args: argparse.Namespace, cmds: dict[str, Any],
-                     env: dict[str, Any], failed: list[str]) -> str:
+                     env: dict[str, Any], failed: list[str], compute: dict[str, float]) -> str:
     steps = sorted({int(k) for s in summary.values() for k in s["steps"]})
     lines = [
         "# Fashion-MNIST 32x32: Hamburger vs self-attention vs no context block",
@@ -615,8 +660,8 @@ def summary_markdown(summary: dict[str, Any], args: argparse.Namespace, cmds: di
         f"weights), mean ± sample std over seeds.",
         "",
         "| model | FID @ final step | per seed | params G / D | context block G / D: params, MACs | "
-        "train images/s |",
-        "| --- | ---: | --- | ---: | ---: | ---: |",
+        "learnt scale G / D | train images/s |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
     ]
     for model, s in summary.items():
         f = s["final"]
@@ -628,7 +673,7 @@ def summary_markdown(summary: dict[str, Any], args: argparse.Namespace, cmds: di
         lines.append(
             f"| {s['label']} | {f['fid_mean']:.2f} ± {f['fid_std']:.2f} (step {s['final_step']}, "
             f"{len(f['seeds'])} seeds) | {per_seed} | {_fmt_params(s['params_g'])} / {_fmt_params(s['params_d'])} "
-            f"| {ctx} | {speed} |")
+            f"| {ctx} | {_fmt_scales(f)} | {speed} |")
     lines += ["", "FID (mean ± std over seeds) at every evaluated step:", "",
               "| model | " + " | ".join(str(s) for s in steps) + " |",
               "| --- |" + " ---: |" * len(steps)]
@@ -647,10 +692,15 @@ def summary_markdown(summary: dict[str, Any], args: argparse.Namespace, cmds: di
                                           "between rows with the same N, not with published numbers)."
                                           if args.n < 2048 else "."),
         "- Context MACs: one forward at batch 1 (hamgan.info), including the Hamburger's no-grad iterations.",
+        "- Learnt scale: mean over seeds of |sigma| (Hamburger) or |gamma| (attention) of the raw G and D at the final "
+        "step, the learnt weight of the block's residual branch (0 at initialisation: a block left at 0 is unused).",
         "- Images/s and wall-clock: training only (from metrics.jsonl speeds: no start-up, sample grids, checkpoints, "
         f"FID), measured on {env['cpu_count']} CPU cores ({env['cpu']}), which may have been shared with other work.",
         "- Sample grids: samples/<model>.png, one row per class (the same 10 latents in every row), final EMA "
         f"generator of the first of the seeds {args.seeds} whose run finished.",
+        f"- Compute: {compute['train_s'] / 60:.0f} min of training ({compute['runs']} runs) and "
+        f"{compute['eval_s'] / 60:.0f} min of FID evaluation (the first evaluation of a work folder includes "
+        f"the reference statistics, computed once).",
     ]
     if failed:
         lines.append(f"- Failed runs (not in the table): {', '.join(failed)}.")
@@ -658,6 +708,51 @@ def summary_markdown(summary: dict[str, Any], args: argparse.Namespace, cmds: di
     lines += [f"{cmd}" for cmd in cmds.values()]
     lines += ["```", "", f"Generated {env['date']} with torch {env['torch']}, Python {env['python']}.", ""]
     return "\n".join(lines)
+
+
+def compute_time(rows: list[dict[str, Any]], steps: int) -> dict[str, float]:
+    """Seconds the study spent training (every run to ``steps``) and computing FIDs, from the result rows."""
+    train = {(r["model"], r["seed"]): r["wall_s"] for r in rows if r["step"] == steps and r["wall_s"] is not None}
+    return {"train_s": round(sum(train.values()), 1),
+            "eval_s": round(sum(r.get("eval_s") or 0.0 for r in rows), 1), "runs": len(train)}
+
+
+def check_against(summary: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    """Compare this study's final FIDs with an earlier study's spread; returns the runs outside mean +- 2 std.
+
+    Only like is compared with like: the step budget, N, reference size, FID seed and overrides must match.
+    """
+    path = args.check_against
+    try:
+        earlier = json.loads(path.read_text())
+        options, models = earlier["options"], earlier["models"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise StudyError(f"--check-against '{path}' is not a summary.json of this driver ({e}); point it at "
+                         f"results/fmnist32/summary.json") from None
+    mine = {"steps": args.steps, "n": args.n, "ref_n": args.ref_n, "fid_seed": args.fid_seed,
+            "overrides": args.overrides}
+    differ = {k: (v, options.get(k)) for k, v in mine.items() if options.get(k) != v}
+    if differ:
+        raise StudyError("--check-against compares only studies with the same budget and FID protocol; these "
+                         "options differ (this run, earlier): "
+                         + ", ".join(f"{k} {a} vs {b}" for k, (a, b) in differ.items()))
+    outside: list[str] = []
+    print(f"\ncheck against {path} (final step {args.steps}, FID@{args.n}):")
+    for model, s in summary.items():
+        ref = models.get(model)
+        if ref is None or s["final_step"] != args.steps:
+            print(f"  {model}: not in the earlier study or not trained to step {args.steps}; skipped")
+            continue
+        mean, std = ref["final"]["fid_mean"], ref["final"]["fid_std"]
+        low, high = mean - 2 * std, mean + 2 * std
+        for seed, fid in zip(s["final"]["seeds"], s["final"]["fids"]):
+            inside = low <= fid <= high
+            where = ("within" if inside else "OUTSIDE") + f" {mean:.2f} ± 2 x {std:.2f} = [{low:.2f}, {high:.2f}]"
+            seen = f"; earlier seeds {min(ref['final']['fids']):.2f}..{max(ref['final']['fids']):.2f}"
+            print(f"  {model} seed {seed}: FID {fid:.2f} {where}{seen}")
+            if not inside:
+                outside.append(f"{model}-seed{seed}")
+    return outside
 
 
 def report(runs: list[Run], args: argparse.Namespace, argv: list[str], failed: list[str]) -> dict[str, Any]:
@@ -688,12 +783,14 @@ def report(runs: list[Run], args: argparse.Namespace, argv: list[str], failed: l
     plot_fid(summary, "wall", results / "fid_vs_wallclock.png", title)
     cmds = commands(args, argv, exported)
     env = environment()
+    compute = compute_time(rows, args.steps)
     write_json(results / "summary.json", {
         "models": summary, "commands": cmds, "environment": env, "failed_runs": failed,
+        "compute": compute,
         "options": {"models": args.models, "seeds": args.seeds, "steps": args.steps, "eval_steps": args.eval_steps,
                     "n": args.n, "ref_n": args.ref_n, "fid_seed": args.fid_seed, "overrides": args.overrides},
     })
-    text = summary_markdown(summary, args, cmds, env, failed)
+    text = summary_markdown(summary, args, cmds, env, failed, compute)
     (results / "summary.md").write_text(text)
     print("\n" + text)
     return summary
@@ -724,7 +821,9 @@ def main(argv: list[str] | None = None) -> int:
                     failed.append(run.name)
                     continue
                 evaluate(run, args, evaluator)
-        report(runs, args, argv, failed)
+        summary = report(runs, args, argv, failed)
+        if args.check_against is not None and check_against(summary, args):
+            return 1
     except (StudyError, ValueError, CheckpointError, InceptionWeightsError) as e:  # ConfigError, StatsError too
         print(f"reproduce_fmnist: error: {e}", file=sys.stderr)
         return 2

@@ -25,14 +25,12 @@ def test_notebook_is_valid_and_stored_without_outputs():
     assert "HAMGAN_NB_STEPS" in code[0].source
 
 
-@pytest.mark.slow
-def test_notebook_runs_end_to_end(tmp_path, monkeypatch):
+def execute(monkeypatch, env: dict[str, str]) -> tuple[str, int]:
+    """Run the notebook with ``env`` set; returns its printed text and the number of figures."""
     from nbclient import NotebookClient
 
-    if not FMNIST.is_dir() and not os.environ.get("CI"):
-        pytest.skip(f"Fashion-MNIST not installed at {FMNIST} (apt-get install dataset-fashion-mnist)")
-    monkeypatch.setenv("HAMGAN_NB_STEPS", "4")
-    monkeypatch.setenv("HAMGAN_NB_OUT", str(tmp_path / "runs"))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
     monkeypatch.setenv("HAMGAN_NB_THREADS", "1")
     monkeypatch.setenv("HAMGAN_CONFIGS", str(REPO / "configs"))
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend returns the figures
@@ -47,6 +45,26 @@ def test_notebook_runs_end_to_end(tmp_path, monkeypatch):
     assert "coefficient maps: (1, 1, 4, 16, 16)" in text
     assert "attention maps: (1, 16, 16, 8, 8)" in text
     figures = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(figures) == 5  # two class grids, the interpolation, the NMF maps, the attention maps
+    return text, len(figures)
+
+
+@pytest.mark.slow
+def test_notebook_runs_end_to_end(tmp_path, monkeypatch):
+    if not FMNIST.is_dir() and not os.environ.get("CI"):
+        pytest.skip(f"Fashion-MNIST not installed at {FMNIST} (apt-get install dataset-fashion-mnist)")
+    text, figures = execute(monkeypatch, {"HAMGAN_NB_STEPS": "4", "HAMGAN_NB_OUT": str(tmp_path / "runs")})
+    assert figures == 5  # two class grids, the interpolation, the NMF maps, the attention maps
     for name in ("hamgan", "sagan"):
         assert (tmp_path / "runs" / name / "ckpt-000000004.pt").is_file()
+
+
+@pytest.mark.slow
+def test_notebook_shows_the_committed_study_checkpoints(tmp_path, monkeypatch):
+    """The README's way of looking at the study's generators: no training, the 2000-step checkpoints."""
+    ckpts = REPO / "results" / "fmnist32" / "checkpoints"
+    text, figures = execute(monkeypatch, {"HAMGAN_NB_HAM": str(ckpts / "hamgan-seed0.pt"),
+                                          "HAMGAN_NB_SAGAN": str(ckpts / "sagan-seed0.pt"),
+                                          "HAMGAN_NB_OUT": str(tmp_path / "runs")})
+    assert figures == 5
+    assert "HamGAN generator at step 2000" in text and "SAGAN generator at step 2000" in text
+    assert not (tmp_path / "runs").exists()  # nothing was trained

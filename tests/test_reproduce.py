@@ -106,6 +106,18 @@ def test_rows_cover_every_run_and_eval_step(study):
     assert int(none["context_macs_g"]) == 0 and int(ham["params_g"]) > int(none["params_g"])
 
 
+def test_rows_record_the_learnt_scale_of_the_context_block(study):
+    import torch
+
+    for r in read_csv(study / "results" / "runs.csv"):
+        if r["model"] == "none":
+            assert r["context_scale_g"] == "" and r["context_scale_d"] == ""
+            continue
+        state = torch.load(checkpoint_path(Path(r["run"]), int(r["step"])), weights_only=False)
+        assert float(r["context_scale_g"]) == pytest.approx(state["G"]["context.sigma"].item(), abs=1e-5)
+        assert float(r["context_scale_d"]) == pytest.approx(state["D"]["context.sigma"].item(), abs=1e-5)
+
+
 def test_summary_aggregates_over_seeds(study):
     rows = json.loads((study / "results" / "runs.json").read_text())
     summary = json.loads((study / "results" / "summary.json").read_text())
@@ -123,6 +135,8 @@ def test_summary_aggregates_over_seeds(study):
     assert "| HamGAN (Ham NMF) |" in text and "| no context block |" in text
     assert "hamgan-eval compare" in text and "scripts/reproduce_fmnist.py" in text
     assert summary["commands"]["compare"].count(".pt") == len(MODELS) * len(SEEDS)
+    assert "learnt scale G / D" in text and "min of FID evaluation" in text
+    assert str(REPO) not in summary["commands"]["train_example"] + summary["commands"]["reference_stats"]
 
 
 def test_plots_and_sample_grids_are_images(study):
@@ -173,6 +187,35 @@ def test_report_only_from_committed_results(study, tmp_path):
     assert driver.main([*study_argv(study, work=tmp_path / "gone"), "--report-only"]) == 0
     after = json.loads((study / "results" / "summary.json").read_text())["models"]
     assert after == before
+
+
+def test_check_against_passes_inside_and_fails_outside_the_spread(study, tmp_path, capsys):
+    earlier = json.loads((study / "results" / "summary.json").read_text())
+    assert earlier["compute"]["runs"] == len(MODELS) * len(SEEDS) and earlier["compute"]["eval_s"] > 0
+    argv = [*study_argv(study), "--report-only", "--check-against"]
+
+    assert driver.main([*argv, str(study / "results" / "summary.json")]) == 0  # each seed vs its own study
+    out = capsys.readouterr().out
+    assert out.count(" within ") == len(MODELS) * len(SEEDS) and "OUTSIDE" not in out
+
+    final = earlier["models"]["none"]["final"]
+    final["fid_mean"], final["fid_std"] = max(final["fids"]) + 100.0, 1.0  # nothing lands in 100 +- 2
+    (tmp_path / "summary.json").write_text(json.dumps(earlier))
+    assert driver.main([*argv, str(tmp_path / "summary.json")]) == 1
+    out = capsys.readouterr().out
+    assert out.count("OUTSIDE") == len(SEEDS) and out.count(" within ") == len(SEEDS)  # hamgan still inside
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s["options"].update(n=2048), "n 8 vs 2048"),
+    (lambda s: s.pop("models"), "not a summary.json"),
+])
+def test_check_against_refuses_other_protocols(study, tmp_path, capsys, change, message):
+    earlier = json.loads((study / "results" / "summary.json").read_text())
+    change(earlier)
+    (tmp_path / "summary.json").write_text(json.dumps(earlier))
+    assert driver.main([*study_argv(study), "--report-only", "--check-against", str(tmp_path / "summary.json")]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_checkpoint_schedule_keeps_every_eval_step():
