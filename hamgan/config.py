@@ -4,14 +4,21 @@ A config file is a nested mapping whose keys mirror the dataclasses below, e.g.:
 
     model:
       resolution: 128
-      context: ham
-      g: {channels: 64, context_res: 32, ham_rank: 32}
+      g: {channels: 64, context: ham, context_res: 32, ham: {dim: 256, rank: 32}}
+      d: {channels: 64, context: ham, context_res: 32, ham: {dim: 128, rank: 16}}
     train:
       batch_size: 256
 
 Every key may be overridden with ``dotted.key=value`` (the value is parsed as YAML, so ``train.lr_g=2e-4``,
-``model.context=attention`` and ``train.betas=[0.0,0.9]`` all work). An unknown key or a value of the wrong type
+``model.g.context=attention`` and ``train.betas=[0.0,0.9]`` all work). An unknown key or a value of the wrong type
 raises :class:`ConfigError`, naming the key and the nearest valid keys.
+
+A YAML file may start from others: ``include: [other.yaml, presets/biggan_pytorch.yaml]`` (paths relative to the
+file) merges those first, in order, then the file's own keys on top.
+
+Configs, overrides and checkpoints written before the per-network context settings (``model.context``,
+``model.ham.*``, ``model.g.ham_dim`` / ``ham_rank``) are read through :mod:`hamgan.migrate`, which maps them to
+the same networks and recipe as before.
 """
 
 from __future__ import annotations
@@ -36,9 +43,15 @@ class ConfigError(ValueError):
 # --------------------------------------------------------------------------------------------------------------------
 
 
+ContextBlock = Literal["none", "ham", "attention", "ylg"]
+Init = Literal["xavier", "orthogonal", "normal"]
+Bound = Literal["at_most_one", "exact"]
+Resize = Literal["tf-bilinear", "pil-bicubic", "pil-bilinear", "pil-lanczos"]
+
+
 @dataclass
 class HamConfig:
-    """Settings of the Hamburger context block (shared by G and D; rank/dim are per network)."""
+    """One network's Hamburger (reference §1); used when that network's ``context`` is ``ham``."""
 
     kind: Literal["nmf", "vq", "cd"] = "nmf"
     steps: int = 6  # K, iterations of the matrix decomposition in training
@@ -46,29 +59,88 @@ class HamConfig:
     grad: Literal["one_step", "bptt"] = "one_step"
     version: Literal["v1", "v2"] = "v1"
     groups: int = 1  # S
+    dim: int | None = None  # D (None: the channels at context_res)
+    rank: int = 32  # R
+    bread_bias: bool = False  # biases on the breads (official: none; true: hamgan's layout before issue 10)
+    v2_cheese: Literal["official", "legacy"] = "official"  # the v2 cheese, see hamgan.nn.hamburger.Hamburger
+
+
+@dataclass
+class YLGConfig:
+    """One network's YLG attention (hamgan.nn.ylg); used when that network's ``context`` is ``ylg``."""
+
+    heads: int = 8
 
 
 @dataclass
 class NetConfig:
-    """Per-network settings (G or D)."""
+    """Per-network settings (G or D): width and context block."""
 
     channels: int = 64  # gf_dim / df_dim: width multiplier of the architecture table
+    context: ContextBlock = "ham"  # the global-context block of this network
     context_res: int = 32  # resolution at which the context block sits
-    ham_dim: int | None = None  # D of the Hamburger (None: the channels at context_res)
-    ham_rank: int = 32  # R of the Hamburger
+    ham: HamConfig = field(default_factory=HamConfig)
+    ylg: YLGConfig = field(default_factory=YLGConfig)
+
+    @property
+    def ham_dim(self) -> int | None:
+        """Read-only alias of ``ham.dim`` (the key before per-network context settings)."""
+        return self.ham.dim
+
+    @property
+    def ham_rank(self) -> int:
+        """Read-only alias of ``ham.rank``."""
+        return self.ham.rank
+
+
+@dataclass
+class BNConfig:
+    """Batch norm of the generator (and of any BN in a context block). Official: TF-GAN's eps 1e-3, moving-average
+    decay 0.999 (momentum 0.001) with the biased batch variance; torch: eps 1e-5, momentum 0.1, unbiased."""
+
+    eps: float = 1e-3
+    momentum: float = 0.001
+    running_var: Literal["biased", "unbiased"] = "biased"
+
+
+@dataclass
+class SNConfig:
+    """Spectral norm (hamgan.nn.spectral_norm). Official: W / max(1, sigma) on the residual networks' convs (3x3 and
+    the 1x1 shortcuts), linears and embedding (``snconv2d``, ``snlinear``, ``sn_embedding``), W / sigma on the 1x1
+    convs inside the context blocks (``sn_conv1x1``); one power iteration also in eval mode (not stored); no
+    warm-up iterations. Torch's spectral norm: exact everywhere, no eval iteration, 15 warm-up iterations."""
+
+    bound: Bound = "at_most_one"  # residual-network convs, linears, embedding
+    context_bound: Bound = "exact"  # 1x1 convs of the context blocks
+    eval_iteration: bool = True
+    warmup: int = 0
 
 
 @dataclass
 class ModelConfig:
+    """The networks. The defaults are the official HamGAN-128 recipe (TF-GAN SAGAN with Hamburgers)."""
+
     resolution: Literal[32, 64, 128] = 128
     img_channels: int = 3
     num_classes: int = 1000
     z_dim: int = 128
-    context: Literal["ham", "attention", "none"] = "ham"
-    init: Literal["orthogonal", "xavier", "normal"] = "orthogonal"
-    ham: HamConfig = field(default_factory=HamConfig)
-    g: NetConfig = field(default_factory=lambda: NetConfig(channels=64, context_res=32, ham_rank=32))
-    d: NetConfig = field(default_factory=lambda: NetConfig(channels=64, context_res=32, ham_rank=16))
+    init: Init = "xavier"  # official: Glorot uniform on every conv, linear and embedding; biases 0
+    bn: BNConfig = field(default_factory=BNConfig)
+    sn: SNConfig = field(default_factory=SNConfig)
+    g: NetConfig = field(default_factory=lambda: NetConfig(ham=HamConfig(rank=32)))
+    d: NetConfig = field(default_factory=lambda: NetConfig(ham=HamConfig(rank=16)))
+
+    @property
+    def context(self) -> str:
+        """Read-only: the context block of G and D when they agree (``"ham"``), else ``"g=ham,d=none"``."""
+        if self.g.context == self.d.context:
+            return self.g.context
+        return f"g={self.g.context},d={self.d.context}"
+
+    @property
+    def ham(self) -> HamConfig:
+        """Read-only: the Hamburger settings of G (of D when only D has a Hamburger)."""
+        return self.d.ham if self.d.context == "ham" and self.g.context != "ham" else self.g.ham
 
 
 @dataclass
@@ -77,10 +149,14 @@ class DataConfig:
     root: str | None = None  # data set location (None: the data set's default search path)
     packed: str | None = None  # path of a packed uint8 array file (ImageNet), see scripts/pack_imagenet.py
     split: str = "train"
-    hflip: bool = False
+    # Resizing to model.resolution (hamgan.data.transforms). tf-bilinear: the official pipeline (largest centre
+    # square, TF crop_and_resize bilinear without antialiasing, kept in float); pil-*: PIL with antialiasing, uint8.
+    resize: Resize = "tf-bilinear"
+    hflip: bool = False  # random horizontal flips (the official recipe has none)
     download: bool = True  # torchvision download when nothing is found locally
     num_workers: int = 2
     synthetic_size: int = 512  # number of images of the synthetic data set
+    index_cache: str | None = None  # folder of the ImageFolder index file (None: beside the data, see data.imagenet)
 
 
 @dataclass
@@ -211,21 +287,21 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
     return value
 
 
-def _build(cls: type, data: dict, prefix: str = "") -> Any:
+def _build(cls: type, data: dict, prefix: str = "", default: Any = None) -> Any:
+    """``cls`` from the mapping ``data``; missing keys keep ``default``'s values (``cls()`` when None), also inside
+    partial sub-sections (so ``d: {ham: {kind: cd}}`` keeps D's own Hamburger defaults)."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in data:
         if key not in names:
             raise _unknown_key(prefix + str(key))
-    default = cls()
+    default = cls() if default is None else default
     kwargs = {}
     for name in names:
         if name in data:
             value = data[name]
             if dataclasses.is_dataclass(hints[name]) and isinstance(value, dict):
-                # merge a partial section into that section's defaults
-                merged = {**dataclasses.asdict(getattr(default, name)), **value}
-                kwargs[name] = _build(hints[name], merged, prefix + name + ".")
+                kwargs[name] = _build(hints[name], value, prefix + name + ".", getattr(default, name))
             else:
                 kwargs[name] = _coerce(prefix + name, value, hints[name])
     return dataclasses.replace(default, **kwargs)
@@ -235,7 +311,9 @@ def from_dict(data: dict) -> Config:
     """A :class:`Config` from a nested mapping; missing keys take their defaults."""
     if not isinstance(data, dict):
         raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}")
-    return _build(Config, data)
+    from hamgan.migrate import migrate
+
+    return _build(Config, migrate(data))
 
 
 def to_dict(cfg: Config) -> dict:
@@ -260,38 +338,71 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Set dotted keys in a nested mapping (a copy); unknown keys raise :class:`ConfigError`."""
-    out = yaml.safe_load(yaml.safe_dump(data))  # deep copy through plain YAML types
+    """Set dotted keys in a nested mapping (a copy); unknown keys raise :class:`ConfigError`.
+
+    ``data`` in the schema before per-network context settings is migrated first; overrides of its old keys
+    (``model.context=attention``, ``model.ham.kind=cd``, ``model.g.ham_rank=8``) set their new keys.
+    """
+    from hamgan.migrate import migrate, translate_override
+
+    out = migrate(yaml.safe_load(yaml.safe_dump(data)))  # deep copy through plain YAML types
     valid = set(all_keys())
     for text in overrides:
         key, value = parse_override(text)
-        if key not in valid:
-            raise _unknown_key(key)
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override '{text}': '{part}' is not a section")
-        node[parts[-1]] = value
+        for key, value in translate_override(key, value):
+            if key not in valid:
+                raise _unknown_key(key)
+            node = out
+            parts = key.split(".")
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise ConfigError(f"override '{text}': '{part}' is not a section")
+            node[parts[-1]] = value
     return out
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """The mapping of YAML file ``path`` with its ``include:`` files merged underneath (see the module doc)."""
+    if not path.is_file():
+        where = f" (included from '{seen[-1]}')" if seen else ""
+        configs = sorted(p.name for p in (Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
+        raise ConfigError(f"config file '{path}'{where} does not exist. Available in configs/: {', '.join(configs)}")
+    if path.resolve() in seen:
+        raise ConfigError(f"config file '{path}' includes itself (through {' -> '.join(map(str, seen))})")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(e, "problem", None) or type(e).__name__
+        raise ConfigError(f"config file '{path}' is not valid YAML{line}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{path}' must be a mapping of sections, got {type(data).__name__}")
+    from hamgan.migrate import migrate
+
+    includes = data.pop("include", None) or []
+    if isinstance(includes, str):
+        includes = [includes]
+    merged: dict = {}
+    for name in includes:
+        _deep_merge(merged, _read_yaml(path.parent / name, (*seen, path.resolve())))
+    return _deep_merge(merged, migrate(data))
+
+
+def _deep_merge(base: dict, top: dict) -> dict:
+    """``top`` merged into ``base`` in place (sections recursively, other values replaced); returns ``base``."""
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = value
+    return base
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Load a YAML config file (or the defaults when ``path`` is None) and apply ``dotted.key=value`` overrides."""
-    data: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            configs = sorted(p.name for p in (Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
-            raise ConfigError(f"config file '{path}' does not exist. Available in configs/: {', '.join(configs)}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            where = getattr(e, "problem_mark", None)
-            line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-            problem = getattr(e, "problem", None) or type(e).__name__
-            raise ConfigError(f"config file '{path}' is not valid YAML{line}: {problem}") from None
+    data = _read_yaml(Path(path)) if path is not None else {}
     return from_dict(apply_overrides(data, list(overrides)))
 
 

@@ -14,17 +14,25 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 def test_defaults_are_the_paper_settings():
     cfg = load_config()
     assert (cfg.train.lr_g, cfg.train.lr_d, cfg.train.betas, cfg.train.loss) == (1e-4, 4e-4, [0.0, 0.999], "hinge")
-    assert (cfg.model.ham.kind, cfg.model.ham.steps, cfg.model.ham.groups) == ("nmf", 6, 1)
+    m = cfg.model
+    for net, rank in ((m.g, 32), (m.d, 16)):
+        assert (net.context, net.context_res, net.ham.kind, net.ham.steps, net.ham.groups, net.ham.rank) == (
+            "ham", 32, "nmf", 6, 1, rank)
+        assert (net.ham.version, net.ham.bread_bias, net.ham.v2_cheese) == ("v1", False, "official")
+    # the official recipe (README "The official recipe")
+    assert m.init == "xavier" and (m.bn.eps, m.bn.momentum, m.bn.running_var) == (1e-3, 0.001, "biased")
+    assert (m.sn.bound, m.sn.context_bound, m.sn.eval_iteration, m.sn.warmup) == ("at_most_one", "exact", True, 0)
+    assert (cfg.data.resize, cfg.data.hflip) == ("tf-bilinear", False)
 
 
 def test_overrides_parse_yaml_values(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("train:\n  lr_g: 1e-4\n  batch_size: 64\nmodel:\n  g: {channels: 32}\n")
-    cfg = load_config(path, ["train.lr_g=2e-4", "train.betas=[0.5,0.9]", "model.context=attention",
-                             "model.d.ham_dim=null", "train.ema.enabled=false", "data.root=/some/where"])
+    cfg = load_config(path, ["train.lr_g=2e-4", "train.betas=[0.5,0.9]", "model.g.context=attention",
+                             "model.d.ham.dim=null", "train.ema.enabled=false", "data.root=/some/where"])
     assert cfg.train.lr_g == 2e-4 and isinstance(cfg.train.lr_g, float)
     assert cfg.train.betas == [0.5, 0.9]
-    assert cfg.model.context == "attention" and cfg.model.d.ham_dim is None
+    assert cfg.model.g.context == "attention" and cfg.model.d.context == "ham" and cfg.model.d.ham.dim is None
     assert cfg.train.ema.enabled is False and cfg.data.root == "/some/where"
     assert cfg.train.batch_size == 64 and cfg.model.g.channels == 32
     assert cfg.model.g.context_res == 32  # a partial section keeps the other defaults
@@ -46,11 +54,18 @@ def test_yaml_1_1_float_strings_and_ints_as_floats(tmp_path):
         ("train.batch_size=64.5", "config key 'train.batch_size' must be of type int, got 64.5"),
         ("train.batch_size=true", "config key 'train.batch_size' must be of type int, got True"),
         ("train.compile=yes please", "config key 'train.compile' must be true or false"),
-        ("model.context=transformer", "config key 'model.context' must be one of 'ham', 'attention', 'none'"),
+        ("model.g.context=transformer", "config key 'model.g.context' must be one of 'none', 'ham', 'attention', "
+                                        "'ylg'"),
+        ("model.context=transformer", "config key 'model.g.context' must be one of"),  # the old key, translated
+        ("model.bn.eps=small", "config key 'model.bn.eps' must be of type float"),
+        ("model.sn.bound=two", "config key 'model.sn.bound' must be one of 'at_most_one', 'exact'"),
+        ("data.resize=nearest", "config key 'data.resize' must be one of 'tf-bilinear', 'pil-bicubic'"),
+        ("model.init=kaiming", "config key 'model.init' must be one of 'xavier', 'orthogonal', 'normal'"),
         ("model.resolution=48", "config key 'model.resolution' must be one of 32, 64, 128"),
         ("train.betas=0.9", "config key 'train.betas' must be a list"),
         ("train.betas=[0.0,x]", "config key 'train.betas[1]' must be of type float"),
         ("model.ham=3", "config key 'model.ham' is a section"),
+        ("model.g.ham=3", "config key 'model.g.ham' is a section"),
         ("train.steps", "override 'train.steps' must look like dotted.key=value"),
         ("train.steps=[1,", "is not valid YAML"),
     ],
@@ -80,11 +95,11 @@ def test_missing_and_invalid_files(tmp_path):
 
 
 def test_save_load_round_trip(tmp_path):
-    cfg = load_config(None, ["model.context=none", "train.betas=[0.0,0.9]", "data.root=/x"])
+    cfg = load_config(None, ["model.d.context=none", "train.betas=[0.0,0.9]", "data.root=/x"])
     save_config(cfg, tmp_path / "c.yaml")
     again = load_config(tmp_path / "c.yaml")
     assert again == cfg and isinstance(again, Config)
-    assert to_dict(again)["model"]["context"] == "none"
+    assert to_dict(again)["model"]["d"]["context"] == "none" and "context" not in to_dict(again)["model"]
 
 
 def test_parse_override():
@@ -110,32 +125,92 @@ def _flat(data: dict, prefix: str = "") -> dict:
 def test_fmnist_configs_differ_only_in_the_context():
     ham, sagan, none = (_flat(to_dict(load_config(CONFIGS / f"fmnist32_{n}.yaml")))
                         for n in ("hamgan", "sagan", "none"))
-    context_keys = {"model.context"} | {k for k in ham if k.startswith(("model.ham.", "model.g.", "model.d."))}
+    context_keys = {k for k in ham if k.startswith(("model.g.", "model.d."))} - {"model.g.channels", "model.d.channels"}
     for other in (sagan, none):
         differing = {k for k in ham if ham[k] != other[k]}
         assert differing <= context_keys, differing - context_keys
-    assert (ham["model.context"], sagan["model.context"], none["model.context"]) == ("ham", "attention", "none")
+    for net in ("g", "d"):
+        assert (ham[f"model.{net}.context"], sagan[f"model.{net}.context"], none[f"model.{net}.context"]) == (
+            "ham", "attention", "none")
     assert ham["model.g.channels"] == sagan["model.g.channels"] == none["model.g.channels"]
     assert ham["model.resolution"] == 32 and ham["model.img_channels"] == 1 and ham["data.name"] == "fmnist"
+    # the study's recipe (results/fmnist32), stated in the files: hamgan's first PyTorch choices
+    assert (ham["model.init"], ham["model.bn.eps"], ham["model.sn.bound"], ham["model.sn.warmup"]) == (
+        "orthogonal", 1e-5, "exact", 15)
+    assert (ham["model.g.ham.bread_bias"], ham["data.resize"]) == (True, "pil-bicubic")
+
+
+def test_fmnist_configs_are_the_old_configs_migrated():
+    """configs/fmnist32_*.yaml in the new schema resolve to exactly what the files before it did (copies in
+    tests/fixtures/legacy/configs), so old run folders resume with them."""
+    legacy = CONFIGS.parent / "tests" / "fixtures" / "legacy" / "configs"
+    for name in ("hamgan", "sagan", "none"):
+        assert to_dict(load_config(CONFIGS / f"fmnist32_{name}.yaml")) == to_dict(
+            load_config(legacy / f"fmnist32_{name}.yaml")), name
+
+
+def test_include_merges_files_in_order_then_the_file_itself(tmp_path):
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "base.yaml").write_text("model: {init: normal, g: {channels: 8}}\ntrain: {steps: 5}\n")
+    (tmp_path / "presets" / "p.yaml").write_text("model: {init: orthogonal, bn: {eps: 0.1}}\n")
+    (tmp_path / "top.yaml").write_text("include: [base.yaml, presets/p.yaml]\ntrain: {batch_size: 3}\n")
+    cfg = load_config(tmp_path / "top.yaml")
+    assert (cfg.model.init, cfg.model.bn.eps, cfg.model.g.channels) == ("orthogonal", 0.1, 8)
+    assert (cfg.train.steps, cfg.train.batch_size, cfg.model.bn.momentum) == (5, 3, 0.001)
+    (tmp_path / "loop.yaml").write_text("include: loop.yaml\n")
+    with pytest.raises(ConfigError, match="includes itself"):
+        load_config(tmp_path / "loop.yaml")
+    (tmp_path / "missing.yaml").write_text("include: [nope.yaml]\n")
+    with pytest.raises(ConfigError, match="nope.yaml' .included from"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_a_partial_network_section_keeps_that_networks_defaults():
+    cfg = load_config(None, ["model.d.ham.kind=cd"])
+    assert (cfg.model.d.ham.kind, cfg.model.d.ham.rank, cfg.model.g.ham.kind, cfg.model.g.ham.rank) == (
+        "cd", 16, "nmf", 32)
 
 
 def test_imagenet_configs_follow_the_paper():
     from hamgan.nn.networks import valid_context_res
 
     for name, batch, steps in [("hamgan_baby", 256, 2_000_000), ("hamgan_strong", 1024, 1_000_000),
-                               ("sagan", 256, 2_000_000), ("sagan64", 256, 2_000_000)]:
+                               ("sagan", 256, 2_000_000), ("ylg", 256, 1_000_000), ("sagan64", 256, 1_000_000)]:
         cfg = load_config(CONFIGS / f"imagenet128_{name}.yaml")
-        t, m = cfg.train, cfg.model
+        t, m, d = cfg.train, cfg.model, cfg.data
         assert (t.batch_size, t.steps, t.lr_g, t.lr_d, t.betas, t.loss, t.d_steps) == (
             batch, steps, 1e-4, 4e-4, [0.0, 0.999], "hinge", 1), name
         assert not t.ema.enabled  # the paper used no EMA
+        assert t.sync_bn  # cross-replica BN in G, as on TPU (a no-op in one process)
         assert (m.resolution, m.num_classes, m.z_dim, m.g.channels, m.d.channels) == (128, 1000, 128, 64, 64)
         res = 64 if name == "sagan64" else 32
         assert m.g.context_res == m.d.context_res == res
         assert res in valid_context_res(128, "g") and res in valid_context_res(128, "d")
-        if name.startswith("hamgan"):
-            assert (m.context, m.ham.kind, m.ham.version, m.ham.groups, m.ham.steps, m.ham.grad) == (
-                "ham", "nmf", "v1", 1, 6, "one_step")
-            assert (m.g.ham_dim, m.g.ham_rank, m.d.ham_dim, m.d.ham_rank) == (256, 32, 128, 16)
-        else:
-            assert m.context == "attention"
+        if name == "sagan64":  # StudioGAN's SAGAN: its recipe
+            assert (m.init, m.bn.eps, m.sn.bound, d.resize, d.hflip) == ("orthogonal", 1e-4, "exact", "pil-lanczos",
+                                                                          True)
+            continue
+        # the official recipe, every row
+        assert m.init == "xavier" and (m.bn.eps, m.bn.momentum, m.bn.running_var) == (1e-3, 0.001, "biased")
+        assert (m.sn.bound, m.sn.context_bound, m.sn.eval_iteration, m.sn.warmup) == (
+            "at_most_one", "exact", True, 0)
+        assert (d.resize, d.hflip) == ("tf-bilinear", False)
+        kind = {"hamgan_baby": "ham", "hamgan_strong": "ham", "sagan": "attention", "ylg": "ylg"}[name]
+        assert m.g.context == m.d.context == kind
+        if kind == "ham":
+            for net, dim, rank in ((m.g, 256, 32), (m.d, 128, 16)):
+                h = net.ham
+                assert (h.kind, h.version, h.groups, h.steps, h.eval_steps, h.grad) == (
+                    "nmf", "v1", 1, 6, None, "one_step")
+                assert (h.dim, h.rank, h.bread_bias) == (dim, rank, False)
+        if kind == "ylg":
+            assert m.g.ylg.heads == m.d.ylg.heads == 8
+
+
+@pytest.mark.parametrize("preset", sorted((CONFIGS / "presets").glob("*.yaml")), ids=lambda p: p.name)
+def test_presets_apply_on_top_of_a_config(preset, tmp_path):
+    top = tmp_path / "c.yaml"
+    top.write_text(f"include: [{CONFIGS / 'imagenet128_sagan.yaml'}, {preset}]\n")
+    cfg = load_config(top)
+    assert cfg.model.init == "orthogonal" and cfg.model.sn.bound == "exact" and cfg.model.g.context == "attention"
+    assert cfg.data.resize in ("pil-bilinear", "pil-lanczos")

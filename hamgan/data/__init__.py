@@ -28,8 +28,12 @@ from hamgan.data.dataset import ArrayDataset, DatasetError, ImageDataset, to_flo
 __all__ = ["build_dataset", "uint8_images", "ImageDataset", "ArrayDataset", "DatasetError", "to_float"]
 
 
-def build_dataset(cfg: Config) -> ImageDataset:
+def build_dataset(cfg: Config, index_cache: str | None = None) -> ImageDataset:
     """The training data set described by ``cfg.data``, checked against ``cfg.model``.
+
+    ``index_cache``: folder of the ImageFolder index file, overriding ``data.index_cache`` (e.g. the run folder;
+    see :func:`hamgan.data.imagenet.load_or_build_index`). ``data.resize`` is how images are brought to
+    ``model.resolution`` (:mod:`hamgan.data.transforms`).
 
     Raises :class:`DatasetError` (a ValueError) naming the config keys to change when the data set's classes or
     channels do not match the model, or when the data cannot be found.
@@ -48,22 +52,23 @@ def build_dataset(cfg: Config) -> ImageDataset:
     if data.name == "fmnist":
         from hamgan.data.fmnist import fashion_mnist
 
-        dataset = fashion_mnist(data.root, data.split, res, channels, data.hflip, data.download)
+        dataset = fashion_mnist(data.root, data.split, res, channels, data.hflip, data.download, data.resize)
     elif data.name == "cifar10":
         from hamgan.data.cifar10 import cifar10
 
-        dataset = cifar10(data.root, data.split, res, data.hflip, data.download)
+        dataset = cifar10(data.root, data.split, res, data.hflip, data.download, data.resize)
     elif data.name == "imagenet" and data.packed is not None:
         from hamgan.data.packed import PackedDataset
 
-        dataset = PackedDataset(data.packed, res, data.split, data.hflip)
+        dataset = PackedDataset(data.packed, res, data.split, data.hflip, data.resize)
     elif data.name == "imagenet":
         from hamgan.data.imagenet import LAYOUT, ImageFolderDataset
 
         if data.root is None:
             raise DatasetError(f"data.name=imagenet needs data.root (a folder laid out as {LAYOUT}) or data.packed "
                                f"(made by scripts/pack_imagenet.py)")
-        dataset = ImageFolderDataset(data.root, data.split, res, data.hflip)
+        cache = index_cache if index_cache is not None else data.index_cache
+        dataset = ImageFolderDataset(data.root, data.split, res, data.hflip, data.resize, cache)
     elif data.name == "synthetic":
         from hamgan.data.synthetic import synthetic
 

@@ -1,7 +1,7 @@
 """CIFAR-10 through torchvision: 32x32 RGB, 10 classes, 50,000 train / 10,000 test images.
 
 Looked for in ``data.root`` (default ``~/.cache/hamgan/cifar10``) in torchvision's layout (``cifar-10-batches-py``),
-downloaded there when ``data.download`` is true. Resized (antialiased) for resolutions other than 32.
+downloaded there when ``data.download`` is true. Resized with ``data.resize`` for resolutions other than 32.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ CACHE_ROOT = Path("~/.cache/hamgan/cifar10").expanduser()
 
 def cifar10(
     root: str | None = None, split: str = "train", resolution: int = 32, hflip: bool = False, download: bool = True,
+    resize: str = "pil-bicubic",
 ) -> ArrayDataset:
-    """CIFAR-10 as an in-memory :class:`ArrayDataset` of (3, R, R) images."""
+    """CIFAR-10 as an in-memory :class:`ArrayDataset` of (3, R, R) images (``resize``: the method for R != 32)."""
     import torchvision
 
     if split not in ("train", "test"):
@@ -37,5 +38,5 @@ def cifar10(
             f"could not download CIFAR-10 into '{folder}' ({type(e).__name__}: {e}). Download "
             f"https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz elsewhere and unpack it there."
         ) from None
-    images = resize_images(np.asarray(data.data, dtype=np.uint8), resolution)
+    images = resize_images(np.asarray(data.data, dtype=np.uint8), resolution, resize)
     return ArrayDataset(images, np.asarray(data.targets), list(data.classes), channels=3, hflip=hflip)

@@ -89,14 +89,17 @@ def locate(root: str | None, split: str, download: bool) -> tuple[Path, Path]:
 
 def fashion_mnist(
     root: str | None = None, split: str = "train", resolution: int = 32, channels: int = 1, hflip: bool = False,
-    download: bool = True,
+    download: bool = True, resize: str = "pil-bicubic",
 ) -> ArrayDataset:
-    """Fashion-MNIST as an in-memory :class:`ArrayDataset` of (channels, R, R) images (grey repeated for 3)."""
+    """Fashion-MNIST as an in-memory :class:`ArrayDataset` of (channels, R, R) images (grey repeated for 3).
+
+    ``resize``: the method from 32 to 64 or 128 (:mod:`hamgan.data.transforms`; none at 32).
+    """
     if split not in FILE_PREFIX:
         raise DatasetError(f"Fashion-MNIST has splits 'train' and 'test', got data.split='{split}'")
     images_path, labels_path = locate(root, split, download)
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.shape[1:] != (28, 28) or len(images) != len(labels):
         raise DatasetError(f"'{images_path}' holds {images.shape} images and '{labels_path}' {labels.shape} labels")
-    images = resize_images(pad_images(images[..., None], 2), resolution)  # (N, R, R, 1)
+    images = resize_images(pad_images(images[..., None], 2), resolution, resize)  # (N, R, R, 1)
     return ArrayDataset(images, labels, CLASSES, channels=channels, hflip=hflip)

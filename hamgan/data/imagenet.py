@@ -2,32 +2,47 @@
 
 Layout: ``ROOT/<split>/<class>/<image>`` (e.g. ``ROOT/train/n01440764/n01440764_10026.JPEG``), or
 ``ROOT/<class>/<image>`` when ``ROOT/<split>`` does not exist. Labels are the class folders in sorted order, the
-same as ``torchvision.datasets.ImageFolder``. Each image is centre-cropped to its short side and resized to R
-(antialiased, see :mod:`hamgan.data.transforms`).
+same as ``torchvision.datasets.ImageFolder``. Each image is cropped to its largest centre square and resized to R
+with ``data.resize`` (:mod:`hamgan.data.transforms`); with ``tf-bilinear`` (the official pipeline) the pixels stay
+in float: ``dataset[i]`` is float32 (3, R, R) in [-1, 1] = ``x * (2 / 255) - 1`` and ``get_float(i)`` the
+unquantised (R, R, 3) values in [0, 255].
 
-Unreadable files: when the data set is built, every file's header is opened (in threads); files that are not
-images are skipped, counted, and reported in one warning. A file that is damaged further in (e.g. a truncated
-JPEG) only fails when decoded: ``load`` then warns with its path and serves the next readable image instead.
-``scripts/pack_imagenet.py`` decodes every image once, so it finds and reports all of them before training.
+The index (classes, files, unreadable files) is built once and cached in a file that later runs read
+(:func:`load_or_build_index`): every file's header is opened once, by a pool of processes; files that are not images
+are skipped, counted, and reported in one warning (also when the index is read from its file). A file that is
+damaged further in (e.g. a truncated JPEG) only fails when decoded: ``load`` then warns with its path and serves
+the next readable image instead. ``scripts/pack_imagenet.py`` decodes every image once, so it finds and reports all
+of them before training.
+
+For a multi-process trainer: rank 0 calls ``load_or_build_index(root, split, cache_dir)`` (it builds and writes the
+file), then a barrier, then every rank builds its data set, which reads the file.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import multiprocessing
 import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
 from hamgan.data.dataset import DatasetError, ImageDataset
-from hamgan.data.transforms import center_crop_resize
+from hamgan.data.transforms import center_crop_resize, check_method, to_uint8
 
 # UnidentifiedImageError and "image file is truncated" are OSErrors; damaged headers also raise these.
 READ_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 LAYOUT = "ROOT/<split>/<class>/<image> or ROOT/<class>/<image> (torchvision ImageFolder layout)"
+INDEX_FORMAT = "hamgan-imagefolder-index/1"
+INDEX_NAME = ".hamgan-index.json"  # inside the scanned folder, beside the class folders
+USER_INDEX_CACHE = Path("~/.cache/hamgan/index").expanduser()  # when the data folder is read-only
 
 
 def split_folder(root: str | Path, split: str) -> Path:
@@ -65,10 +80,13 @@ def scan_image_folder(folder: str | Path) -> tuple[list[str], list[tuple[str, in
     return classes, samples
 
 
-def load_image(path: str | Path, resolution: int) -> np.ndarray:
-    """Decode, centre-crop and resize one image file -> uint8 (R, R, 3). Raises one of ``READ_ERRORS``."""
+def load_image(path: str | Path, resolution: int, method: str = "tf-bilinear") -> np.ndarray:
+    """Decode, centre-crop and resize one image file -> (R, R, 3): uint8, or float32 in [0, 255] for tf-bilinear.
+
+    Raises one of ``READ_ERRORS``.
+    """
     with Image.open(path) as image:
-        return center_crop_resize(image, resolution)
+        return center_crop_resize(image, resolution, method)
 
 
 def header_error(path: str) -> str | None:
@@ -88,6 +106,137 @@ def warn_skipped(bad: list[tuple[str, str]], total: int, stacklevel: int = 2) ->
     warnings.warn(f"skipped {len(bad)} unreadable image(s) of {total}: {first}", stacklevel=stacklevel + 1)
 
 
+# --------------------------------------------------------------------------------------------------------------------
+# The index, built once and cached in a file
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImageFolderIndex:
+    """What an ImageFolder data set is made of: ``classes``, readable ``samples`` [(path, label)] and ``skipped``
+    [(path, error)] (``total`` = readable + skipped). ``cache`` is the index file it was read from or written to
+    (None when it could not be written)."""
+
+    folder: Path
+    classes: list[str]
+    samples: list[tuple[str, int]]
+    skipped: list[tuple[str, str]]
+    cache: Path | None = None
+
+    @property
+    def total(self) -> int:
+        return len(self.samples) + len(self.skipped)
+
+
+def index_path(root: str | Path, split: str = "train", cache_dir: str | Path | None = None) -> Path:
+    """Where the index of ``root``/``split`` is cached: ``FOLDER/.hamgan-index.json`` beside the class folders, or
+    ``cache_dir/<folder name>-<hash of its absolute path>.json`` when ``cache_dir`` is given."""
+    folder = split_folder(root, split)
+    if cache_dir is None:
+        return folder / INDEX_NAME
+    digest = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:12]
+    return Path(cache_dir).expanduser() / f"{folder.name}-{digest}.json"
+
+
+def _fingerprint(folder: Path, classes: list[str]) -> list[int]:
+    """Modification times (ns) of the class folders: they change when files are added, removed or renamed."""
+    return [os.stat(folder / c).st_mtime_ns for c in classes]
+
+
+def _header_errors(paths: list[str]) -> list[str | None]:
+    return [header_error(p) for p in paths]
+
+
+def _check_headers(paths: list[str], workers: int, chunk: int = 1024) -> list[str | None]:
+    """:func:`header_error` of every path, by ``workers`` processes (0 or 1: in this process)."""
+    chunks = [paths[i:i + chunk] for i in range(0, len(paths), chunk)]
+    if workers <= 1 or len(chunks) <= 1:
+        return [e for c in chunks for e in _header_errors(c)]
+    context = multiprocessing.get_context("spawn")  # safe in a process that holds CUDA or threads
+    with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=context) as pool:
+        return [e for errors in pool.map(_header_errors, chunks) for e in errors]
+
+
+def _read_index(path: Path, folder: Path) -> ImageFolderIndex | None:
+    """The index in ``path`` when it exists and still describes ``folder``, else None."""
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != INDEX_FORMAT or data.get("folder") != str(folder.resolve()):
+            return None
+        classes = data["classes"]
+        current = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+        if current != classes or _fingerprint(folder, classes) != data["mtimes"]:
+            return None
+        samples = [(str(folder / classes[k] / name), k) for k, names in enumerate(data["files"]) for name in names]
+        skipped = [(str(folder / p), err) for p, err in data["skipped"]]
+        return ImageFolderIndex(folder, classes, samples, skipped, path)
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def _write_index(index: ImageFolderIndex, paths: list[Path]) -> Path | None:
+    """Write ``index`` atomically to the first writable path of ``paths``; the path written, or None."""
+    folder = index.folder
+    files: list[list[str]] = [[] for _ in index.classes]
+    for path, label in index.samples:
+        files[label].append(os.path.relpath(path, folder / index.classes[label]))
+    data = {
+        "format": INDEX_FORMAT,
+        "folder": str(folder.resolve()),
+        "classes": index.classes,
+        "mtimes": _fingerprint(folder, index.classes),
+        "files": files,
+        "skipped": [[os.path.relpath(p, folder), err] for p, err in index.skipped],
+    }
+    text = json.dumps(data, separators=(",", ":"))
+    for path in paths:
+        tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(text)
+            os.replace(tmp, path)
+            return path
+        except OSError:
+            tmp.unlink(missing_ok=True)
+    return None
+
+
+def load_or_build_index(
+    root: str | Path, split: str = "train", cache_dir: str | Path | None = None, workers: int | None = None,
+    rebuild: bool = False,
+) -> ImageFolderIndex:
+    """The index of the ImageFolder ``root``/``split``: read from its file (:func:`index_path`) when that still
+    describes the folder (same class folders, same modification times), else built and written there.
+
+    Building scans the class folders and opens every file's header with ``workers`` processes (None: all CPUs, at
+    most 32). When ``cache_dir`` is None and the data folder is not writable, the file goes to
+    ``~/.cache/hamgan/index``; when no file can be written the index is still returned (``cache`` None). A file
+    rewritten in place is not noticed (delete the index file, or pass ``rebuild=True``).
+    """
+    folder = split_folder(root, split)
+    primary = index_path(root, split, cache_dir)
+    candidates = [primary] if cache_dir is not None else [primary, index_path(root, split, USER_INDEX_CACHE)]
+    if not rebuild:
+        for path in candidates:
+            if path.is_file() and (index := _read_index(path, folder)) is not None:
+                return index
+    classes, samples = scan_image_folder(folder)
+    workers = min(os.cpu_count() or 1, 32) if workers is None else workers
+    errors = _check_headers([p for p, _ in samples], workers)
+    index = ImageFolderIndex(
+        folder, classes,
+        samples=[s for s, err in zip(samples, errors) if err is None],
+        skipped=[(p, err) for (p, _), err in zip(samples, errors) if err is not None],
+    )
+    index.cache = _write_index(index, candidates)
+    return index
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The data set
+# --------------------------------------------------------------------------------------------------------------------
+
+
 class ImageFolderDataset(ImageDataset):
     """Images decoded from files on every access (see the module doc; packing them is much faster to train from).
 
@@ -96,32 +245,53 @@ class ImageFolderDataset(ImageDataset):
         split: sub-folder used when ``root/split`` exists.
         resolution: R.
         hflip: random horizontal flip in ``__getitem__``.
-        threads: threads for the header check of all files.
+        resize: ``data.resize`` method (:data:`hamgan.data.transforms.RESIZE_METHODS`).
+        index_cache: folder of the index file (None: beside the class folders, see :func:`load_or_build_index`).
+        workers: processes that build the index when it is not cached (None: all CPUs, at most 32).
     """
 
     def __init__(self, root: str | Path, split: str = "train", resolution: int = 128, hflip: bool = False,
-                 threads: int = 16):
-        self.folder = split_folder(root, split)
-        classes, samples = scan_image_folder(self.folder)
-        super().__init__(classes, resolution, 3, hflip)
-        with ThreadPoolExecutor(threads) as pool:
-            errors = list(pool.map(header_error, [p for p, _ in samples], chunksize=256))
-        bad = [(p, err) for (p, _), err in zip(samples, errors) if err is not None]
-        warn_skipped(bad, len(samples), stacklevel=2)
-        self.num_skipped = len(bad)
-        self.samples = [s for s, err in zip(samples, errors) if err is None]
+                 resize: str = "tf-bilinear", index_cache: str | Path | None = None, workers: int | None = None):
+        check_method(resize)
+        index = load_or_build_index(root, split, index_cache, workers)
+        self.folder = index.folder
+        super().__init__(index.classes, resolution, 3, hflip)
+        self.resize = resize
+        self.index_file = index.cache
+        warn_skipped(index.skipped, index.total, stacklevel=2)
+        self.num_skipped = len(index.skipped)
+        self.samples = index.samples
         if not self.samples:
-            raise DatasetError(f"none of the {len(samples)} image files under '{self.folder}' can be read")
+            raise DatasetError(f"none of the {index.total} image files under '{self.folder}' can be read")
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def load(self, i: int) -> tuple[np.ndarray, int]:
-        """Image ``i`` (or, if its file cannot be decoded, the next one that can) and its label."""
+    def load_pixels(self, i: int) -> tuple[np.ndarray, int]:
+        """Image ``i`` (or, if its file cannot be decoded, the next one that can) as the resize method gives it
+        (uint8, or float32 for tf-bilinear) and its label."""
         for j in range(i, i + len(self.samples)):
             path, label = self.samples[j % len(self.samples)]
             try:
-                return load_image(path, self.resolution), label
+                return load_image(path, self.resolution, self.resize), label
             except READ_ERRORS as e:
                 warnings.warn(f"skipped unreadable image '{path}' ({type(e).__name__}: {e}); serving the next one")
         raise DatasetError(f"none of the images under '{self.folder}' can be decoded")
+
+    def load(self, i: int) -> tuple[np.ndarray, int]:
+        """Image ``i`` as uint8 (R, R, 3) (tf-bilinear rounded) and its label."""
+        image, label = self.load_pixels(i)
+        return to_uint8(image), label
+
+    def get_float(self, i: int) -> np.ndarray:
+        """Image ``i`` as float32 (R, R, 3) in [0, 255], never flipped; unquantised with tf-bilinear."""
+        return self.load_pixels(i)[0].astype(np.float32)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        if self.resize != "tf-bilinear":
+            return super().__getitem__(i)
+        image, label = self.load_pixels(i)  # float, kept unquantised: float32 (C, R, R) in [-1, 1] as official
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).mul(2.0 / 255).sub_(1.0)
+        if self.hflip and torch.rand(()) < 0.5:
+            x = x.flip(-1)
+        return x, label

@@ -4,12 +4,17 @@ A packed data set is one directory::
 
     OUT/images.npy   uint8 (N, R, R, 3), read with np.load(mmap_mode="r")
     OUT/labels.npy   int64 (N,)
-    OUT/meta.json    {"format", "count", "resolution", "classes", "split", "source", "num_skipped", "skipped"}
+    OUT/meta.json    {"format", "count", "resolution", "resize", "classes", "split", "source", "num_skipped",
+                      "skipped"}
+
+``resize`` is the ``data.resize`` method the pixels were made with (tf-bilinear values rounded to uint8); a pack
+made before it was recorded is pil-bicubic, hamgan's only method then. Reading a pack with another configured
+method, or at another resolution, is an error that names both.
 
 ``pack_image_folder`` (CLI: ``scripts/pack_imagenet.py``) decodes with a process pool, skips unreadable images with
 one warning, and builds everything in a temporary sibling directory that is renamed to OUT only when complete, so
 an interrupted pack never leaves a directory that looks finished. Pixels equal those of
-:class:`hamgan.data.imagenet.ImageFolderDataset` exactly (same decoding function).
+:class:`hamgan.data.imagenet.ImageFolderDataset` (its ``get_uint8``) exactly: same decoding function.
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ from tqdm import tqdm
 
 from hamgan.data.dataset import ArrayDataset, DatasetError
 from hamgan.data.imagenet import READ_ERRORS, load_image, scan_image_folder, split_folder, warn_skipped
+from hamgan.data.transforms import check_method, to_uint8
 
 FORMAT = "hamgan-packed-v1"
+UNRECORDED_RESIZE = "pil-bicubic"  # the method of packs made before meta.json recorded it
 IMAGES, LABELS, META = "images.npy", "labels.npy", "meta.json"
 
 
@@ -40,10 +47,11 @@ class PackedDataset(ArrayDataset):
         resolution: expected R; a different packed resolution is an error.
         split: expected split (checked when the pack recorded one).
         hflip: random horizontal flip in ``__getitem__``.
+        resize: expected resize method (``data.resize``); None: not checked.
     """
 
     def __init__(self, path: str | Path, resolution: int | None = None, split: str | None = None,
-                 hflip: bool = False):
+                 hflip: bool = False, resize: str | None = None):
         folder = Path(path).expanduser()
         folder = folder.parent if folder.is_file() else folder
         if not (folder / META).is_file():
@@ -63,6 +71,12 @@ class PackedDataset(ArrayDataset):
             raise DatasetError(
                 f"'{folder}' was packed at resolution {self.meta['resolution']} but model.resolution={resolution}; "
                 f"pack again with --resolution {resolution} or set model.resolution={self.meta['resolution']}"
+            )
+        packed_resize = self.meta.get("resize", UNRECORDED_RESIZE)
+        if resize is not None and resize != packed_resize:
+            raise DatasetError(
+                f"'{folder}' was packed with resize method {packed_resize} but data.resize={resize}; set "
+                f"data.resize={packed_resize} or pack again with --resize {resize}"
             )
         if split is not None and self.meta["split"] is not None and split != self.meta["split"]:
             raise DatasetError(f"'{folder}' was packed from split '{self.meta['split']}' but data.split='{split}'; "
@@ -93,13 +107,13 @@ def _open_worker(images_path: str) -> None:
     _worker_images = np.load(images_path, mmap_mode="r+")
 
 
-def _decode_chunk(task: tuple[int, list[str], int]) -> tuple[int, list[tuple[int, str]]]:
+def _decode_chunk(task: tuple[int, list[str], int, str]) -> tuple[int, list[tuple[int, str]]]:
     """Decode ``paths`` into rows ``start...`` of the worker's memmap -> (len(paths), [(row, error)] that failed)."""
-    start, paths, resolution = task
+    start, paths, resolution, method = task
     failed = []
     for row, path in enumerate(paths, start):
         try:
-            _worker_images[row] = load_image(path, resolution)
+            _worker_images[row] = to_uint8(load_image(path, resolution, method))
         except READ_ERRORS as e:
             failed.append((row, f"{type(e).__name__}: {e}"))
     _worker_images.flush()
@@ -123,12 +137,14 @@ def _decoder(workers: int, images_path: Path) -> Iterator[Callable]:
 
 def pack_image_folder(
     root: str | Path, out: str | Path, resolution: int = 128, split: str = "train", workers: int | None = None,
-    overwrite: bool = False, chunk: int = 256, progress: bool = True,
+    overwrite: bool = False, chunk: int = 256, progress: bool = True, resize: str = "tf-bilinear",
 ) -> dict:
     """Pack ``root`` (ImageFolder layout, ``root/split`` if it exists) into the directory ``out``; returns the meta.
 
-    ``workers``: decoding processes (None: all CPUs; 0: decode in this process).
+    ``workers``: decoding processes (None: all CPUs; 0: decode in this process). ``resize``: the ``data.resize``
+    method (recorded in the meta).
     """
+    check_method(resize)
     out = Path(out).expanduser()
     if out.exists() and not overwrite:
         raise DatasetError(f"'{out}' already exists; remove it or pass --overwrite")
@@ -145,7 +161,7 @@ def pack_image_folder(
     try:
         images_path = tmp / IMAGES
         np.lib.format.open_memmap(images_path, mode="w+", dtype=np.uint8, shape=(n, resolution, resolution, 3)).flush()
-        tasks = [(s, paths[s:s + chunk], resolution) for s in range(0, n, chunk)]
+        tasks = [(s, paths[s:s + chunk], resolution, resize) for s in range(0, n, chunk)]
         failed: list[tuple[int, str]] = []
         workers = os.cpu_count() if workers is None else workers
         with _decoder(workers, images_path) as imap, tqdm(total=n, desc=f"packing {folder}", unit="img",
@@ -174,6 +190,7 @@ def pack_image_folder(
             "format": FORMAT,
             "count": len(labels),
             "resolution": resolution,
+            "resize": resize,
             "classes": classes,
             "split": split if folder != Path(root).expanduser() else None,
             "source": str(folder.resolve()),

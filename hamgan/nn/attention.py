@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hamgan.nn.layers import pointwise, sn_conv2d
+from hamgan.nn.spectral_norm import SNOptions
 
 
 def _check_channels(channels: int, multiple: int) -> None:
@@ -34,13 +35,14 @@ class SelfAttention(nn.Module):
 
     theta, phi: 1x1 convs C -> C/8; g: 1x1 conv C -> C/2; phi and g are 2x2 max-pooled (so keys and values are a
     quarter of the pixels); softmax over keys; output 1x1 conv C/2 -> C; ``x + gamma * out`` with ``gamma``
-    initialised to 0. All convs are spectrally normalised and bias-free (as in BigGAN-PyTorch). Odd H or W pool
-    with ``ceil_mode``.
+    initialised to 0. All convs are spectrally normalised and bias-free (TF-GAN's ``sn_non_local_block_sim`` with
+    ``sn_conv1x1``, and BigGAN-PyTorch). Odd H or W pool with ``ceil_mode`` (TF-GAN's pooling drops the last row
+    and column instead; the networks only place the block on even sizes).
 
     Shapes: ``x`` (B, C, H, W) -> (B, C, H, W). ``y`` (class labels) is accepted and ignored.
     """
 
-    def __init__(self, channels: int, spectral_norm: bool = True) -> None:
+    def __init__(self, channels: int, spectral_norm: bool | SNOptions = True) -> None:
         super().__init__()
         _check_channels(channels, 8)
         self.channels = channels
@@ -69,7 +71,7 @@ class FullSelfAttention(nn.Module):
     Shapes: ``x`` (B, C, H, W) -> (B, C, H, W). ``y`` (class labels) is accepted and ignored.
     """
 
-    def __init__(self, channels: int, spectral_norm: bool = True) -> None:
+    def __init__(self, channels: int, spectral_norm: bool | SNOptions = True) -> None:
         super().__init__()
         _check_channels(channels, 1)
         self.channels = channels

@@ -6,8 +6,9 @@
 - :class:`OptimizedDBlock`: the discriminator's first block, applied to the image: ``conv3x3 - ReLU - conv3x3 -
   avgpool 2x2``, shortcut ``avgpool 2x2 - conv1x1`` (no ReLU on the raw pixels).
 
-Upsampling is nearest-neighbour 2x, downsampling 2x2 average pooling. Every conv is spectrally normalised unless
-``spectral_norm=False``; the class-conditional batch norms carry a per-class gain and bias.
+Upsampling is nearest-neighbour 2x, downsampling 2x2 average pooling. Every conv, the 1x1 shortcuts included,
+has a bias and is spectrally normalised unless ``spectral_norm=False`` (TF-GAN's ``snconv2d``: W / max(1, sigma)
+with the networks' official options); the class-conditional batch norms carry a per-class gain and bias.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hamgan.nn.layers import ConditionalBatchNorm2d, sn_conv2d
+from hamgan.nn.layers import BNOptions, ConditionalBatchNorm2d, sn_conv2d
+from hamgan.nn.spectral_norm import SNOptions
 
 
 def upsample(x: torch.Tensor) -> torch.Tensor:
@@ -35,16 +37,20 @@ class GBlock(nn.Module):
     Args:
         in_ch, out_ch: input and output channels.
         num_classes: number of classes of the conditional batch norms.
-        spectral_norm: spectrally normalise the convs.
+        spectral_norm: spectrally normalise the convs (``True``: torch's spectral norm, or an SNOptions).
+        bn: eps, momentum and running-variance convention of the conditional batch norms.
 
     Shapes: ``x`` (B, in_ch, H, W), ``y`` (B,) long -> (B, out_ch, 2H, 2W).
     """
 
-    def __init__(self, in_ch: int, out_ch: int, num_classes: int, spectral_norm: bool = True) -> None:
+    def __init__(
+        self, in_ch: int, out_ch: int, num_classes: int, spectral_norm: bool | SNOptions = True,
+        bn: BNOptions = BNOptions(),
+    ) -> None:
         super().__init__()
-        self.bn1 = ConditionalBatchNorm2d(in_ch, num_classes)
+        self.bn1 = ConditionalBatchNorm2d(in_ch, num_classes, bn)
         self.conv1 = sn_conv2d(in_ch, out_ch, 3, padding=1, spectral_norm=spectral_norm)
-        self.bn2 = ConditionalBatchNorm2d(out_ch, num_classes)
+        self.bn2 = ConditionalBatchNorm2d(out_ch, num_classes, bn)
         self.conv2 = sn_conv2d(out_ch, out_ch, 3, padding=1, spectral_norm=spectral_norm)
         self.shortcut = sn_conv2d(in_ch, out_ch, 1, spectral_norm=spectral_norm)
 
@@ -65,7 +71,9 @@ class DBlock(nn.Module):
     Shapes: ``x`` (B, in_ch, H, W) -> (B, out_ch, H/2, W/2) (or (B, out_ch, H, W) without downsampling).
     """
 
-    def __init__(self, in_ch: int, out_ch: int, downsample: bool = True, spectral_norm: bool = True) -> None:
+    def __init__(
+        self, in_ch: int, out_ch: int, downsample: bool = True, spectral_norm: bool | SNOptions = True
+    ) -> None:
         super().__init__()
         self.downsample = downsample
         self.conv1 = sn_conv2d(in_ch, out_ch, 3, padding=1, spectral_norm=spectral_norm)
@@ -95,7 +103,7 @@ class OptimizedDBlock(nn.Module):
     Shapes: ``x`` (B, in_ch, H, W) -> (B, out_ch, H/2, W/2).
     """
 
-    def __init__(self, in_ch: int, out_ch: int, spectral_norm: bool = True) -> None:
+    def __init__(self, in_ch: int, out_ch: int, spectral_norm: bool | SNOptions = True) -> None:
         super().__init__()
         self.conv1 = sn_conv2d(in_ch, out_ch, 3, padding=1, spectral_norm=spectral_norm)
         self.conv2 = sn_conv2d(out_ch, out_ch, 3, padding=1, spectral_norm=spectral_norm)

@@ -8,6 +8,8 @@ A Hamburger models global context by a low-rank matrix decomposition instead of 
     upper bread   1x1 conv S*D -> C (then class-conditional BN in the generator)
     output        x + sigma * upper(ham(lower(x))), sigma a scalar initialised to 0 ("v1", the GAN version)
 
+The breads of the official code are bias-free 1x1 convs with the exact spectral norm W / sigma (``sn_conv1x1``).
+
 Three hams: NMF (multiplicative updates), VQ (soft k-means) and CD (concept decomposition). The decompositions
 below work on batched matrices ``x`` (B, D, N) with ``bases`` (B, D, R) and ``coef`` (B, N, R) and are usable on
 their own. All of them run in float32.
@@ -32,7 +34,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hamgan.nn.layers import ConditionalBatchNorm2d, pointwise, sn_conv2d
+from hamgan.nn.layers import BNOptions, ConditionalBatchNorm2d, batch_norm, make_bn, pointwise, sn_conv2d
+from hamgan.nn.spectral_norm import SNOptions
 
 NMF_EPS = 1e-6  # added to the denominators of the multiplicative updates
 NORM_EPS = 1e-6  # used when L2-normalising / normalising over N (VQ, CD)
@@ -40,6 +43,7 @@ NORM_EPS = 1e-6  # used when L2-normalising / normalising over N (VQ, CD)
 HAMS: tuple[str, ...] = ("nmf", "vq", "cd")
 GRADS: tuple[str, ...] = ("one_step", "bptt")
 VERSIONS: tuple[str, ...] = ("v1", "v2")
+CHEESES: tuple[str, ...] = ("official", "legacy")
 DEFAULT_INV_TEMPERATURE = {"nmf": 1.0, "vq": 100.0, "cd": 100.0}
 
 
@@ -206,11 +210,19 @@ class Hamburger(nn.Module):
         eval_steps: K in eval mode (``None``: same as ``steps``).
         grad: ``"one_step"`` (K iterations without autograd, gradient through one final coefficient step) or
             ``"bptt"`` (gradient through all K iterations).
-        version: ``"v1"`` (GAN) or ``"v2"`` (adds the "cheese", 1x1 conv + BN + ReLU, between ham and upper bread).
-        num_classes: when given, a class-conditional BN follows the upper bread (generator) and ``y`` is required.
-        spectral_norm: spectrally normalise the breads (and cheese).
+        version: ``"v1"`` (GAN) or ``"v2"`` (adds the "cheese" between ham and upper bread, see ``cheese``).
+        num_classes: when given (generator), class-conditional BN is used: after the upper bread in v1, inside the
+            cheese in the official v2; ``y`` is then required. ``None`` (discriminator): no BN.
+        spectral_norm: spectrally normalise the breads and cheese (``True``: torch's spectral norm, or
+            :class:`~hamgan.nn.spectral_norm.SNOptions`; the official code uses the exact bound W / sigma here).
         inv_temperature: T^-1 of the softmax assignments (``None``: 1 for NMF, 100 for VQ and CD).
         beta: ridge term of CD's final coefficient step.
+        bread_bias: biases on the breads: the lower bread, and the upper bread when no BN follows it. The official
+            code (``sn_conv1x1``) has none (``False``); ``True`` is hamgan's earlier layout.
+        cheese: the v2 cheese. ``"official"`` (``sn_hamburger_v2``): 1x1 conv S*D -> C, class-conditional BN (G) or
+            none (D), ReLU, then the upper bread C -> C with no BN after it. ``"legacy"`` (hamgan's earlier v2):
+            1x1 conv S*D -> S*D (no bias), plain BN, ReLU, upper bread S*D -> C, then the class-conditional BN (G).
+        bn: batch-norm settings of the block's BNs.
 
     Shapes: ``x`` (B, C, H, W), ``y`` (B,) long or ``None`` -> (B, C, H, W).
     The decomposition runs in float32 even under autocast (the breads run in the autocast dtype), and maps zeros to
@@ -229,15 +241,19 @@ class Hamburger(nn.Module):
         grad: Literal["one_step", "bptt"] = "one_step",
         version: Literal["v1", "v2"] = "v1",
         num_classes: int | None = None,
-        spectral_norm: bool = True,
+        spectral_norm: bool | SNOptions = True,
         inv_temperature: float | None = None,
         beta: float = 0.01,
+        bread_bias: bool = False,
+        cheese: Literal["official", "legacy"] = "official",
+        bn: BNOptions = BNOptions(),
     ) -> None:
         super().__init__()
         _check_positive("channels", channels)
         _check_choice("ham", ham, HAMS)
         _check_choice("grad", grad, GRADS)
         _check_choice("version", version, VERSIONS)
+        _check_choice("cheese", cheese, CHEESES)
         _check_positive("groups", groups)
         _check_positive("rank", rank)
         _check_positive("steps", steps)
@@ -261,20 +277,27 @@ class Hamburger(nn.Module):
         self.channels, self.ham, self.dim, self.rank, self.groups = channels, ham, dim, rank, groups
         self.steps, self.eval_steps, self.grad, self.version = steps, eval_steps, grad, version
         self.inv_temperature, self.beta = float(inv_temperature), float(beta)
+        self.cheese_kind = cheese if version == "v2" else None
+        self.biased_running_var = bn.biased_running_var
 
         inner = groups * dim
-        self.lower = sn_conv2d(channels, inner, 1, spectral_norm=spectral_norm)
-        self.cheese = (
-            nn.Sequential(
-                sn_conv2d(inner, inner, 1, bias=False, spectral_norm=spectral_norm),
-                nn.BatchNorm2d(inner),
-                nn.ReLU(),
-            )
-            if version == "v2"
-            else None
-        )
-        self.upper = sn_conv2d(inner, channels, 1, bias=num_classes is None, spectral_norm=spectral_norm)
-        self.norm = ConditionalBatchNorm2d(channels, num_classes) if num_classes is not None else None
+        conditional = num_classes is not None
+        sn = spectral_norm
+        self.lower = sn_conv2d(channels, inner, 1, bias=bread_bias, spectral_norm=sn)
+        self.cheese: nn.Module | None = None
+        self.cheese_norm: ConditionalBatchNorm2d | None = None
+        self.norm: ConditionalBatchNorm2d | None = None
+        if self.cheese_kind == "official":
+            self.cheese = sn_conv2d(inner, channels, 1, bias=False, spectral_norm=sn)
+            self.cheese_norm = ConditionalBatchNorm2d(channels, num_classes, bn) if conditional else None
+            self.upper = sn_conv2d(channels, channels, 1, bias=bread_bias, spectral_norm=sn)
+        else:
+            if self.cheese_kind == "legacy":
+                self.cheese = nn.Sequential(
+                    sn_conv2d(inner, inner, 1, bias=False, spectral_norm=sn), make_bn(inner, bn), nn.ReLU()
+                )
+            self.upper = sn_conv2d(inner, channels, 1, bias=bread_bias and not conditional, spectral_norm=sn)
+            self.norm = ConditionalBatchNorm2d(channels, num_classes, bn) if conditional else None
         self.sigma = nn.Parameter(torch.zeros(()))
 
     @property
@@ -347,6 +370,17 @@ class Hamburger(nn.Module):
         B, N = wd.shape[0], coef_t.shape[-1]
         return torch.baddbmm(self.upper.bias.to(wd.dtype).view(1, -1, 1).expand(B, -1, N), wd, coef_t)
 
+    def _cheese(self, low_rank: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """The v2 cheese and upper bread on the reconstruction ``low_rank`` (B, S*D, H, W) -> (B, C, N)."""
+        if self.cheese_kind == "official":
+            h = pointwise(self.cheese, low_rank.flatten(2)).view(low_rank.shape[0], self.channels, *low_rank.shape[2:])
+            if self.cheese_norm is not None:
+                h = self.cheese_norm(h, y)
+            return pointwise(self.upper, F.relu(h).flatten(2))
+        conv, bn, _ = self.cheese
+        h = F.relu(batch_norm(bn, conv(low_rank), self.biased_running_var))
+        return pointwise(self.upper, h.flatten(2))
+
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.channels:
             raise ValueError(f"Hamburger expects x of shape (B, {self.channels}, H, W), got {tuple(x.shape)}")
@@ -356,33 +390,36 @@ class Hamburger(nn.Module):
                 f"rank ({self.rank}) must not exceed the number of pixels H*W ({H}*{W} = {H * W}); "
                 f"lower rank or place the block at a higher resolution"
             )
-        if self.norm is not None and y is None:
+        if (self.norm is not None or self.cheese_norm is not None) and y is None:
             raise ValueError("this Hamburger has num_classes set (class-conditional BN): pass class labels y")
 
         h = pointwise(self.lower, x.flatten(2))  # lower bread: (B, S*D, N)
         with torch.autocast(device_type=x.device.type, enabled=False):
             bases, coef = self.decompose(h.float().view(B * self.groups, self.dim, H * W))
         if self.cheese is None and self.norm is None:
-            # x + sigma * ((W D) C^T + b), accumulated in one product onto x + sigma * b: no other (B, C, N) tensor
+            # x + sigma * ((W D) C^T + b), accumulated in one product onto x (+ sigma * b): no other (B, C, N) tensor
             wd, coef_t = self._upper_factors(bases, coef)
-            out = torch.addcmul(x.flatten(2), self.sigma, self.upper.bias.view(1, -1, 1))
+            if self.upper.bias is None:
+                out = x.flatten(2).clone()
+            else:
+                out = torch.addcmul(x.flatten(2), self.sigma, self.upper.bias.view(1, -1, 1))
             out = out.baddbmm_((self.sigma * wd).to(out.dtype), coef_t.to(out.dtype))
             return out.view(B, C, H, W)
         if self.cheese is None:
             h = self._upper_of_low_rank(bases, coef)  # (B, C, N)
         else:
             low_rank = torch.bmm(bases, coef.transpose(1, 2)).to(h.dtype)  # X_bar = D C^T: (B*S, D, N)
-            h = self.cheese(low_rank.view(B, self.groups * self.dim, H, W))
-            h = pointwise(self.upper, h.flatten(2))
+            h = self._cheese(low_rank.view(B, self.groups * self.dim, H, W), y)
         h = h.view(B, C, H, W)
         if self.norm is not None:
             h = self.norm(h, y)
         return torch.addcmul(x, self.sigma, h)  # x + sigma * h
 
     def extra_repr(self) -> str:
+        cheese = f", cheese={self.cheese_kind!r}" if self.cheese_kind else ""
         return (
             f"{self.channels}, ham={self.ham!r}, dim={self.dim}, rank={self.rank}, groups={self.groups}, "
-            f"steps={self.steps}, eval_steps={self.eval_steps}, grad={self.grad!r}, version={self.version!r}"
+            f"steps={self.steps}, eval_steps={self.eval_steps}, grad={self.grad!r}, version={self.version!r}{cheese}"
         )
 
 

@@ -1,29 +1,32 @@
-"""Building-block layers shared by the context blocks and the networks.
+"""Building-block layers shared by the context blocks and the networks: spectrally normalised conv / linear /
+embedding, batch norm with the TF-GAN or torch conventions, class-conditional batch norm, weight initialisation.
 
-Spectral normalisation (Miyato et al. 2018) is applied to every conv, linear and embedding of HamGAN's G and D
-(reference §2). It comes from ``torch.nn.utils.parametrizations.spectral_norm``: the learnable weight lives in
-``layer.parametrizations.weight.original`` and ``layer.weight`` is that weight divided by its estimated top
-singular value (one power iteration per training forward).
+Spectral normalisation (reference §2) is applied to every conv, linear and embedding of HamGAN's G and D by
+:mod:`hamgan.nn.spectral_norm`: the learnable weight lives in ``layer.parametrizations.weight.original`` and
+``layer.weight`` is that weight divided by its estimated top singular value (or by max(1, that value)).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.utils import parametrize
-from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-SN_EPS = 1e-6  # as in the SAGAN / BigGAN codes
-SN_INIT_ITERATIONS = 15  # power iterations that re-estimate u, v after a weight re-initialisation
+from hamgan.nn.spectral_norm import SNOptions, refresh, spectral_norm
 
 InitScheme = Literal["orthogonal", "xavier", "normal"]
 INIT_SCHEMES: tuple[str, ...] = ("orthogonal", "xavier", "normal")
 
 
-def _maybe_sn(module: nn.Module, spectral_norm: bool) -> nn.Module:
-    return _spectral_norm(module, eps=SN_EPS) if spectral_norm else module
+def _maybe_sn(module: nn.Module, sn: bool | SNOptions) -> nn.Module:
+    """``module`` spectrally normalised with ``sn`` (``True``: torch's defaults, ``False``: not normalised)."""
+    if sn is False:
+        return module
+    return spectral_norm(module, SNOptions() if sn is True else sn)
 
 
 def sn_conv2d(
@@ -32,19 +35,23 @@ def sn_conv2d(
     kernel_size: int,
     padding: int = 0,
     bias: bool = True,
-    spectral_norm: bool = True,
+    spectral_norm: bool | SNOptions = True,
 ) -> nn.Conv2d:
     """A ``kernel_size`` x ``kernel_size`` conv (stride 1), spectrally normalised unless ``spectral_norm=False``."""
     return _maybe_sn(nn.Conv2d(in_ch, out_ch, kernel_size, padding=padding, bias=bias), spectral_norm)
 
 
-def sn_linear(in_f: int, out_f: int, bias: bool = True, spectral_norm: bool = True) -> nn.Linear:
+def sn_linear(in_f: int, out_f: int, bias: bool = True, spectral_norm: bool | SNOptions = True) -> nn.Linear:
     """A linear layer, spectrally normalised unless ``spectral_norm=False``."""
     return _maybe_sn(nn.Linear(in_f, out_f, bias=bias), spectral_norm)
 
 
-def sn_embedding(num_embeddings: int, dim: int, spectral_norm: bool = True) -> nn.Embedding:
-    """An embedding table (e.g. the projection discriminator's class embedding), spectrally normalised."""
+def sn_embedding(num_embeddings: int, dim: int, spectral_norm: bool | SNOptions = True) -> nn.Embedding:
+    """An embedding table (e.g. the projection discriminator's class embedding), spectrally normalised.
+
+    The table (num_embeddings, dim) is normalised as a matrix with num_embeddings rows, as TF-GAN's
+    ``sn_embedding`` (which normalises its transpose with the power-iteration vector on the dim side).
+    """
     return _maybe_sn(nn.Embedding(num_embeddings, dim), spectral_norm)
 
 
@@ -63,20 +70,78 @@ def pointwise(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return torch.baddbmm(bias, weight, x)
 
 
+# --------------------------------------------------------------------------------------------------------------------
+# Batch norm
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BNOptions:
+    """Batch-norm settings. The defaults are torch's; TF-GAN's ``tfgan.tpu.batch_norm`` (HamGAN's G) uses
+    eps 1e-3, decay 0.999 (momentum 0.001) and the biased batch variance in its moving average.
+
+    ``biased_running_var``: the running variance averages the biased batch variance (as TF) instead of torch's
+    unbiased one. Normalisation in training uses the biased variance either way.
+    """
+
+    eps: float = 1e-5
+    momentum: float = 0.1
+    biased_running_var: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.eps > 0:
+            raise ValueError(f"batch-norm eps must be > 0, got {self.eps}")
+        if not 0 < self.momentum <= 1:
+            raise ValueError(f"batch-norm momentum must be in (0, 1], got {self.momentum}")
+
+
+def make_bn(num_features: int, options: BNOptions = BNOptions(), affine: bool = True) -> nn.BatchNorm2d:
+    """An ``nn.BatchNorm2d`` with the eps and momentum of ``options`` (use :func:`batch_norm` to apply it)."""
+    return nn.BatchNorm2d(num_features, eps=options.eps, momentum=options.momentum, affine=affine)
+
+
+def _stats_count(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> int:
+    """Number of values per channel the batch statistics of ``bn`` are taken over (all ranks for SyncBatchNorm)."""
+    count = x.numel() // x.shape[1]
+    if isinstance(bn, nn.SyncBatchNorm) and dist.is_available() and dist.is_initialized():
+        count *= dist.get_world_size(bn.process_group)  # the trainer's micro-batches are equal on every rank
+    return count
+
+
+def batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, biased_running_var: bool) -> torch.Tensor:
+    """``bn(x)``; with ``biased_running_var`` its running-variance update uses the biased batch variance.
+
+    torch updates ``rv = (1 - m) rv_old + m * var * n / (n - 1)``; the biased update ``(1 - m) rv_old + m * var``
+    equals ``((n - 1) rv + (1 - m) rv_old) / n``, applied after the call (C values; works for ``nn.BatchNorm2d``
+    and, with n counted over all ranks, ``nn.SyncBatchNorm``).
+    """
+    if not (biased_running_var and bn.training and bn.track_running_stats and bn.running_var is not None):
+        return bn(x)
+    if bn.momentum is None:
+        raise ValueError("biased_running_var needs a batch norm with a momentum (not a cumulative average)")
+    old = bn.running_var.clone()
+    out = bn(x)
+    n = _stats_count(bn, x)
+    if n > 1:  # through .data: the BN backward holds running_var (without reading it) and checks its version
+        bn.running_var.data.mul_((n - 1) / n).add_(old, alpha=(1 - bn.momentum) / n)
+    return out
+
+
 class ConditionalBatchNorm2d(nn.Module):
     """Class-conditional batch norm: ``BN(x) * gain[y] + bias[y]``.
 
     A ``BatchNorm2d(affine=False)`` followed by a per-class gain (initialised to 1) and bias (initialised to 0), the
-    CBN of SAGAN / HamGAN's generator conditioned on the one-hot label.
+    CBN of SAGAN / HamGAN's generator (TF-GAN's ``tfgan.tpu.batch_norm`` with one-hot labels).
 
     Args:
         num_features: channels C.
         num_classes: number of classes; labels are integers in ``[0, num_classes)``.
+        options: eps, momentum and running-variance convention of the batch norm.
 
     Shapes: ``x`` (B, C, H, W), ``y`` (B,) long -> (B, C, H, W).
     """
 
-    def __init__(self, num_features: int, num_classes: int) -> None:
+    def __init__(self, num_features: int, num_classes: int, options: BNOptions = BNOptions()) -> None:
         super().__init__()
         if num_features < 1:
             raise ValueError(f"num_features must be >= 1, got {num_features}")
@@ -84,7 +149,8 @@ class ConditionalBatchNorm2d(nn.Module):
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_features = num_features
         self.num_classes = num_classes
-        self.bn = nn.BatchNorm2d(num_features, affine=False)
+        self.biased_running_var = options.biased_running_var
+        self.bn = make_bn(num_features, options, affine=False)
         self.gain = nn.Parameter(torch.ones(num_classes, num_features))
         self.bias = nn.Parameter(torch.zeros(num_classes, num_features))
 
@@ -97,10 +163,15 @@ class ConditionalBatchNorm2d(nn.Module):
             )
         gain = self.gain[y].view(-1, self.num_features, 1, 1).to(x.dtype)
         bias = self.bias[y].view(-1, self.num_features, 1, 1).to(x.dtype)
-        return self.bn(x) * gain + bias
+        return batch_norm(self.bn, x, self.biased_running_var) * gain + bias
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, num_classes={self.num_classes}"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Initialisation
+# --------------------------------------------------------------------------------------------------------------------
 
 
 def _learnable_weight(module: nn.Module) -> torch.Tensor:
@@ -111,26 +182,15 @@ def _learnable_weight(module: nn.Module) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _refresh_spectral_norm(module: nn.Module) -> None:
-    """Re-estimate the power-iteration vectors u, v for a freshly initialised weight."""
-    if not parametrize.is_parametrized(module, "weight"):
-        return
-    original = module.parametrizations.weight.original
-    for p in module.parametrizations.weight:
-        was_training = p.training
-        p.train()
-        for _ in range(SN_INIT_ITERATIONS):
-            p(original)
-        p.train(was_training)
-
-
-@torch.no_grad()
 def init_weights(module: nn.Module, scheme: InitScheme) -> None:
     """Initialise every conv, linear and embedding weight inside ``module`` in place; biases to 0.
 
-    ``"orthogonal"`` (BigGAN / SAGAN-PyTorch default), ``"xavier"`` (uniform, gain 1) or ``"normal"`` (N(0, 0.02),
-    the TF-GAN SAGAN init). Spectrally normalised layers get their *original* weight re-initialised and their power
-    iteration re-estimated. Other parameters (batch-norm gains, the context blocks' output scales) are untouched.
+    ``"xavier"``: Glorot uniform, U(-a, a) with a = sqrt(6 / (fan_in + fan_out)), the init of the official
+    HamGAN / TF-GAN SAGAN code (``VarianceScaling(1.0, "fan_avg", "uniform")``) on every conv, linear and embedding.
+    ``"orthogonal"``: BigGAN-PyTorch's and StudioGAN's default. ``"normal"``: N(0, 0.02) (DCGAN; BigGAN-PyTorch's
+    and StudioGAN's ``N02``). Spectrally normalised layers get their *original* weight re-initialised and their
+    warm-up power iterations re-run. Other parameters (batch-norm gains, the context blocks' output scales) are
+    untouched.
     """
     if scheme not in INIT_SCHEMES:
         raise ValueError(f"scheme must be one of {INIT_SCHEMES}, got {scheme!r}")
@@ -146,13 +206,17 @@ def init_weights(module: nn.Module, scheme: InitScheme) -> None:
             nn.init.normal_(w, 0.0, 0.02)
         if getattr(m, "bias", None) is not None:
             nn.init.zeros_(m.bias)
-        _refresh_spectral_norm(m)
+        refresh(m)
 
 
 __all__ = [
+    "BNOptions",
     "ConditionalBatchNorm2d",
     "INIT_SCHEMES",
+    "SNOptions",
+    "batch_norm",
     "init_weights",
+    "make_bn",
     "pointwise",
     "sn_conv2d",
     "sn_embedding",

@@ -11,9 +11,10 @@ At 128 this is the TF-GAN SAGAN layout of HamGAN (reference §2), with gf = df =
     D: optimized block df@64 -> block2 2df@32 -> [context] -> block3 4df@16 -> block4 8df@8 -> block5 16df@4
        -> block6 16df@4 (no downsampling) -> ReLU -> global sum pool -> SN-linear -> 1, + <SN-embedding(y), h>
 
-The context block (``cfg.model.context``: ``ham`` | ``attention`` | ``none``) sits right after the first block
-whose output resolution is ``cfg.g.context_res`` / ``cfg.d.context_res``. Valid values are the block output
-resolutions of the table:
+Each network has its own context block (``cfg.g.context`` / ``cfg.d.context``: ``none`` | ``ham`` | ``attention`` |
+``ylg``, with the Hamburger settings ``cfg.g.ham`` / ``cfg.d.ham`` and YLG's ``cfg.g.ylg`` / ``cfg.d.ylg``). It sits
+right after the first block whose output resolution is ``cfg.g.context_res`` / ``cfg.d.context_res``. Valid values
+are the block output resolutions of the table:
 
     ======  ==================  ============
     R       G context_res       D context_res
@@ -23,8 +24,12 @@ resolutions of the table:
     128     8, 16, 32, 64, 128  64, 32, 16, 8, 4
     ======  ==================  ============
 
-32x32 (TF SAGAN, HamGAN) is the default; BigGAN-PyTorch and StudioGAN place attention at 64x64. ``context_res``
-is not checked when ``context: none``.
+32x32 (TF SAGAN, HamGAN, YLG) is the default; BigGAN-PyTorch and StudioGAN place attention at 64x64.
+``context_res`` is not checked when ``context: none``.
+
+The recipe around the layout comes from ``cfg``: the init (``cfg.init``), the batch norms of G (``cfg.bn``) and the
+spectral norm (``cfg.sn``: ``bound`` for the residual networks' convs, linears and embedding, ``context_bound`` for
+the 1x1 convs inside the context blocks, as TF-GAN's ``snconv2d`` / ``sn_conv1x1``).
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ from hamgan.config import ModelConfig, NetConfig
 from hamgan.nn.attention import SelfAttention
 from hamgan.nn.blocks import DBlock, GBlock, OptimizedDBlock
 from hamgan.nn.hamburger import Hamburger
-from hamgan.nn.layers import init_weights, sn_conv2d, sn_embedding, sn_linear
+from hamgan.nn.layers import BNOptions, batch_norm, init_weights, make_bn, sn_conv2d, sn_embedding, sn_linear
+from hamgan.nn.spectral_norm import SNOptions
+from hamgan.nn.ylg import YLGAttention
 
 G_BASE_RES = 4  # resolution of the generator's first feature map, reshaped from the linear layer
 
@@ -120,24 +127,43 @@ def locate_context(resolution: int, net: str, context_res: int) -> int:
     return next(i for i, s in enumerate(specs) if s.res == context_res)
 
 
-def build_context(
-    cfg: ModelConfig, net: NetConfig, channels: int, conditional: bool, spectral_norm: bool = True
-) -> nn.Module | None:
-    """The context block chosen by ``cfg.context`` for a feature map of ``channels`` channels (or None).
+def bn_options(cfg: ModelConfig) -> BNOptions:
+    """The batch-norm options of ``cfg.bn``."""
+    return BNOptions(cfg.bn.eps, cfg.bn.momentum, biased_running_var=cfg.bn.running_var == "biased")
 
-    ``conditional``: the Hamburger's upper bread ends in a class-conditional BN (generator only).
+
+def sn_options(cfg: ModelConfig, spectral_norm: bool = True) -> tuple[SNOptions | bool, SNOptions | bool]:
+    """Spectral-norm options (residual-network layers, context-block 1x1 convs) of ``cfg.sn``; False, False when
+    ``spectral_norm`` is off."""
+    if not spectral_norm:
+        return False, False
+    sn = cfg.sn
+    return (SNOptions(sn.bound, sn.eval_iteration, sn.warmup), SNOptions(sn.context_bound, sn.eval_iteration, sn.warmup))
+
+
+def build_context(
+    cfg: ModelConfig, net: NetConfig, channels: int, conditional: bool, spectral_norm: bool | SNOptions = True
+) -> nn.Module | None:
+    """The context block ``net.context`` for a feature map of ``channels`` channels (or None).
+
+    ``conditional``: the Hamburger's batch norms are class-conditional (generator only).
+    ``spectral_norm``: the options of the block's 1x1 convs (``True``: from ``cfg.sn.context_bound``).
     """
-    if cfg.context == "none":
+    if spectral_norm is True:
+        spectral_norm = sn_options(cfg)[1]
+    if net.context == "none":
         return None
-    if cfg.context == "attention":
+    if net.context == "attention":
         return SelfAttention(channels, spectral_norm=spectral_norm)
-    if cfg.context == "ham":
-        ham = cfg.ham
+    if net.context == "ylg":
+        return YLGAttention(channels, heads=net.ylg.heads, spectral_norm=spectral_norm)
+    if net.context == "ham":
+        ham = net.ham
         return Hamburger(
             channels,
             ham=ham.kind,
-            dim=net.ham_dim or channels,
-            rank=net.ham_rank,
+            dim=ham.dim or channels,
+            rank=ham.rank,
             groups=ham.groups,
             steps=ham.steps,
             eval_steps=ham.eval_steps,
@@ -145,8 +171,11 @@ def build_context(
             version=ham.version,
             num_classes=cfg.num_classes if conditional else None,
             spectral_norm=spectral_norm,
+            bread_bias=ham.bread_bias,
+            cheese=ham.v2_cheese,
+            bn=bn_options(cfg),
         )
-    raise ValueError(f"model.context must be 'ham', 'attention' or 'none', got {cfg.context!r}")
+    raise ValueError(f"a network's context must be 'none', 'ham', 'attention' or 'ylg', got {net.context!r}")
 
 
 def _check_labels(y: torch.Tensor, batch: int, num_classes: int) -> None:
@@ -181,7 +210,7 @@ class Generator(nn.Module):
     """Class-conditional residual generator (SAGAN layout) with a context block.
 
     Args:
-        cfg: the model config (resolution, img_channels, num_classes, z_dim, context, init, ham, g).
+        cfg: the model config (resolution, img_channels, num_classes, z_dim, init, bn, sn, g).
         spectral_norm: spectrally normalise every conv and linear (always in HamGAN; ``False`` gives the same
             parameter count and MACs and is only meant for cheap analysis, e.g. ``hamgan.info``).
 
@@ -196,25 +225,28 @@ class Generator(nn.Module):
         _check_config(cfg)
         specs = architecture(cfg.resolution).g
         width = cfg.g.channels
+        sn, context_sn = sn_options(cfg, spectral_norm)
+        bn = bn_options(cfg)
         self.z_dim = cfg.z_dim
         self.num_classes = cfg.num_classes
         self.resolution = cfg.resolution
         self.img_channels = cfg.img_channels
         self.base_channels = specs[0].in_mult * width
+        self.biased_running_var = bn.biased_running_var
 
-        self.linear = sn_linear(cfg.z_dim, G_BASE_RES * G_BASE_RES * self.base_channels, spectral_norm=spectral_norm)
+        self.linear = sn_linear(cfg.z_dim, G_BASE_RES * G_BASE_RES * self.base_channels, spectral_norm=sn)
         self.blocks = nn.ModuleList(
-            GBlock(s.in_mult * width, s.out_mult * width, cfg.num_classes, spectral_norm=spectral_norm) for s in specs
+            GBlock(s.in_mult * width, s.out_mult * width, cfg.num_classes, spectral_norm=sn, bn=bn) for s in specs
         )
-        if cfg.context == "none":
+        if cfg.g.context == "none":
             self.context_position, self.context = None, None
         else:
             self.context_position = locate_context(cfg.resolution, "g", cfg.g.context_res)
             channels = specs[self.context_position].out_mult * width
-            self.context = build_context(cfg, cfg.g, channels, conditional=True, spectral_norm=spectral_norm)
+            self.context = build_context(cfg, cfg.g, channels, conditional=True, spectral_norm=context_sn)
         out_ch = specs[-1].out_mult * width
-        self.bn = nn.BatchNorm2d(out_ch)
-        self.conv_out = sn_conv2d(out_ch, cfg.img_channels, 3, padding=1, spectral_norm=spectral_norm)
+        self.bn = make_bn(out_ch, bn)
+        self.conv_out = sn_conv2d(out_ch, cfg.img_channels, 3, padding=1, spectral_norm=sn)
         init_weights(self, cfg.init)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -226,14 +258,15 @@ class Generator(nn.Module):
             h = block(h, y)
             if i == self.context_position:
                 h = self.context(h, y)
-        return torch.tanh(self.conv_out(F.relu(self.bn(h))))
+        h = batch_norm(self.bn, h, self.biased_running_var)
+        return torch.tanh(self.conv_out(F.relu(h)))
 
 
 class Discriminator(nn.Module):
     """Projection discriminator (Miyato & Koyama 2018) of residual blocks with a context block.
 
     Args:
-        cfg: the model config (resolution, img_channels, num_classes, context, init, ham, d).
+        cfg: the model config (resolution, img_channels, num_classes, init, sn, d).
         spectral_norm: spectrally normalise every conv, linear and the embedding (see :class:`Generator`).
 
     Shapes: ``x`` (B, img_channels, R, R), ``y`` (B,) long in [0, num_classes) -> logits (B,).
@@ -247,27 +280,25 @@ class Discriminator(nn.Module):
         _check_config(cfg)
         specs = architecture(cfg.resolution).d
         width = cfg.d.channels
+        sn, context_sn = sn_options(cfg, spectral_norm)
         self.num_classes = cfg.num_classes
         self.resolution = cfg.resolution
         self.img_channels = cfg.img_channels
 
         first, *rest = specs
         self.blocks = nn.ModuleList(
-            [OptimizedDBlock(cfg.img_channels, first.out_mult * width, spectral_norm=spectral_norm)]
-            + [
-                DBlock(s.in_mult * width, s.out_mult * width, downsample=s.resample, spectral_norm=spectral_norm)
-                for s in rest
-            ]
+            [OptimizedDBlock(cfg.img_channels, first.out_mult * width, spectral_norm=sn)]
+            + [DBlock(s.in_mult * width, s.out_mult * width, downsample=s.resample, spectral_norm=sn) for s in rest]
         )
-        if cfg.context == "none":
+        if cfg.d.context == "none":
             self.context_position, self.context = None, None
         else:
             self.context_position = locate_context(cfg.resolution, "d", cfg.d.context_res)
             channels = specs[self.context_position].out_mult * width
-            self.context = build_context(cfg, cfg.d, channels, conditional=False, spectral_norm=spectral_norm)
+            self.context = build_context(cfg, cfg.d, channels, conditional=False, spectral_norm=context_sn)
         features = specs[-1].out_mult * width
-        self.linear = sn_linear(features, 1, spectral_norm=spectral_norm)
-        self.embedding = sn_embedding(cfg.num_classes, features, spectral_norm=spectral_norm)
+        self.linear = sn_linear(features, 1, spectral_norm=sn)
+        self.embedding = sn_embedding(cfg.num_classes, features, spectral_norm=sn)
         init_weights(self, cfg.init)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -292,7 +323,9 @@ __all__ = [
     "G_BASE_RES",
     "Generator",
     "architecture",
+    "bn_options",
     "build_context",
     "locate_context",
+    "sn_options",
     "valid_context_res",
 ]

@@ -130,3 +130,91 @@ def test_hflip_flips_half_the_time(tmp_path: Path):
     lefts = [ds[0][0][:, :, :8].mean().item() for _ in range(40)]
     assert 5 < sum(v > 0 for v in lefts) < 35  # white on the left (not flipped) some of the time
     assert all(abs(v) > 0.9 for v in lefts)  # and always either flipped or not
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The official float path and the index file (issue 11 item 7: built once, in parallel, read by later runs)
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def test_tf_bilinear_items_are_unquantised_floats(folder: Path):
+    noise = np.random.default_rng(0).integers(0, 256, (90, 200, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(folder / CLASSES[0] / "noise.png")
+    ds = ImageFolderDataset(folder, resolution=32, resize="tf-bilinear")
+    i = next(k for k, (path, _) in enumerate(ds.samples) if path.endswith("noise.png"))
+    raw = ds.get_float(i)
+    assert raw.dtype == np.float32 and raw.shape == (32, 32, 3) and not np.array_equal(raw, np.round(raw))
+    x, _ = ds[i]
+    torch.testing.assert_close(x, torch.from_numpy(raw).permute(2, 0, 1) * (2 / 255) - 1)
+    assert np.array_equal(ds.get_uint8(i), np.clip(np.rint(raw), 0, 255).astype(np.uint8))
+    pil = ImageFolderDataset(folder, resolution=32, resize="pil-bicubic")
+    assert np.array_equal(pil.get_float(1), pil.get_uint8(1).astype(np.float32))
+
+
+def test_index_is_written_beside_the_data_and_read_by_later_runs(folder: Path, monkeypatch):
+    import hamgan.data.imagenet as imagenet
+
+    first = ImageFolderDataset(folder, resolution=32)
+    assert first.index_file == folder / ".hamgan-index.json" and first.index_file.is_file()
+
+    def no_header_reads(path):
+        raise AssertionError("a cached index must not open the images")
+
+    monkeypatch.setattr(imagenet, "header_error", no_header_reads)
+    again = ImageFolderDataset(folder, resolution=32)
+    assert again.samples == first.samples and again.classes == first.classes
+    # a file added to a class folder changes its modification time: the index is rebuilt
+    monkeypatch.undo()
+    Image.new("RGB", (40, 40)).save(folder / CLASSES[2] / "new.JPEG")
+    assert len(ImageFolderDataset(folder, resolution=32)) == 13
+
+
+def test_unreadable_files_are_reported_again_from_the_index(folder: Path):
+    (folder / CLASSES[1] / "garbage.JPEG").write_bytes(b"not an image" * 10)
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable image\(s\) of 13"):
+        ImageFolderDataset(folder, resolution=32)
+    with pytest.warns(UserWarning, match=r"skipped 1 unreadable image\(s\) of 13.*garbage.JPEG"):
+        ds = ImageFolderDataset(folder, resolution=32)
+    assert ds.num_skipped == 1 and len(ds) == 12
+
+
+def test_index_in_a_given_folder_and_the_trainer_api(folder: Path, tmp_path: Path):
+    from hamgan.data.imagenet import index_path, load_or_build_index
+
+    cache = tmp_path / "run"
+    index = load_or_build_index(folder.parent, "train", cache_dir=cache, workers=0)  # rank 0, before a barrier
+    assert index.cache == index_path(folder.parent, "train", cache) and index.cache.parent == cache
+    assert index.classes == CLASSES and len(index.samples) == 12 and not (folder / ".hamgan-index.json").exists()
+    cfg = load_config(None, [f"data.root={folder.parent}", "data.name=imagenet", "model.num_classes=3",
+                             "model.resolution=32"])
+    ds = build_dataset(cfg, index_cache=str(cache))  # every rank: reads the file
+    assert ds.index_file == index.cache and ds.samples == index.samples
+
+
+def test_unwritable_data_folder_falls_back_to_the_user_cache(folder: Path, tmp_path: Path, monkeypatch):
+    import hamgan.data.imagenet as imagenet
+
+    monkeypatch.setattr(imagenet, "USER_INDEX_CACHE", tmp_path / "user-cache")
+    replace = imagenet.os.replace
+
+    def read_only_data(src, dst):  # as root, permissions do not stop writes: refuse the data folder by hand
+        if Path(dst).parent == folder:
+            raise PermissionError(f"read-only: {dst}")
+        return replace(src, dst)
+
+    monkeypatch.setattr(imagenet.os, "replace", read_only_data)
+    ds = ImageFolderDataset(folder, resolution=32)
+    assert not (folder / ".hamgan-index.json").exists() and not list(folder.glob(".*tmp*"))
+    assert ds.index_file is not None and ds.index_file.parent == tmp_path / "user-cache"
+    assert ImageFolderDataset(folder, resolution=32).index_file == ds.index_file
+
+
+@pytest.mark.slow
+def test_headers_are_checked_in_parallel_processes(folder: Path):
+    from hamgan.data.imagenet import _check_headers
+
+    (folder / CLASSES[0] / "bad.JPEG").write_bytes(b"x" * 50)
+    paths = sorted(str(p) for p in folder.rglob("*.JPEG"))
+    serial = _check_headers(paths, workers=0)
+    assert _check_headers(paths, workers=2, chunk=4) == serial
+    assert sum(e is not None for e in serial) == 1

@@ -30,20 +30,26 @@ def write_folder(root: Path) -> Path:
     return root
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_packed_equals_folder_pixel_for_pixel(tmp_path: Path, workers: int):
+@pytest.mark.parametrize("workers, resize", [(0, "pil-bicubic"), (2, "tf-bilinear")])
+def test_packed_equals_folder_pixel_for_pixel(tmp_path: Path, workers: int, resize: str):
     root = write_folder(tmp_path / "in")
-    meta = pack_image_folder(root, tmp_path / "out", resolution=64, workers=workers, chunk=5, progress=False)
+    meta = pack_image_folder(root, tmp_path / "out", resolution=64, workers=workers, chunk=5, progress=False,
+                             resize=resize)
     assert meta["count"] == 12 and meta["classes"] == ["a", "b", "c"] and meta["split"] == "train"
-    folder = ImageFolderDataset(root, resolution=64)
-    ds = PackedDataset(tmp_path / "out", resolution=64, split="train")
+    assert meta["resize"] == resize and meta["resolution"] == 64
+    folder = ImageFolderDataset(root, resolution=64, resize=resize)
+    ds = PackedDataset(tmp_path / "out", resolution=64, split="train", resize=resize)
     assert len(ds) == len(folder) == 12 and ds.classes == folder.classes
     assert isinstance(ds.images, np.memmap)
     for i in range(12):
         assert np.array_equal(ds.get_uint8(i), folder.get_uint8(i))
         x, y = ds[i]
         assert y == folder[i][1] == i // 4
-        assert x.shape == (3, 64, 64) and (x == folder[i][0]).all()
+        assert x.shape == (3, 64, 64)
+        if resize == "tf-bilinear":  # the folder keeps the official floats, the pack rounds them to uint8
+            assert (x - folder[i][0]).abs().max() <= 0.5 / 127.5 + 1e-6
+        else:
+            assert (x == folder[i][0]).all()
 
 
 def test_pickles_without_the_pixels(tmp_path: Path):
@@ -79,7 +85,7 @@ def test_interrupted_pack_leaves_nothing(tmp_path: Path, monkeypatch):
     root = write_folder(tmp_path / "in")
     calls = []
 
-    def crash(path, resolution):
+    def crash(path, resolution, method):
         calls.append(path)
         if len(calls) == 5:
             raise KeyboardInterrupt
@@ -115,13 +121,34 @@ def test_build_dataset_selects_packed_and_checks_it(tmp_path: Path):
         PackedDataset(tmp_path / "in")
 
 
+def test_reading_a_pack_with_another_resize_method_names_both(tmp_path: Path):
+    root = write_folder(tmp_path / "in")
+    pack_image_folder(root, tmp_path / "out", resolution=32, workers=0, progress=False, resize="pil-bicubic")
+    base = ["data.name=imagenet", f"data.packed={tmp_path / 'out'}", "model.num_classes=3", "model.resolution=32"]
+    with pytest.raises(DatasetError, match="packed with resize method pil-bicubic but data.resize=tf-bilinear; "
+                                           "set data.resize=pil-bicubic or pack again with --resize tf-bilinear"):
+        build_dataset(load_config(None, base))
+    assert len(build_dataset(load_config(None, base + ["data.resize=pil-bicubic"]))) == 12
+    # a pack made before the method was recorded is pil-bicubic, the only method then
+    meta_path = tmp_path / "out" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["resize"]
+    meta_path.write_text(json.dumps(meta))
+    assert len(PackedDataset(tmp_path / "out", resize="pil-bicubic")) == 12
+    with pytest.raises(DatasetError, match="resize method pil-bicubic but data.resize=pil-lanczos"):
+        PackedDataset(tmp_path / "out", resize="pil-lanczos")
+
+
 def test_pack_script(tmp_path: Path, capsys):
     spec = importlib.util.spec_from_file_location("pack_imagenet", ROOT / "scripts" / "pack_imagenet.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     root = write_folder(tmp_path / "in")
     script.main([str(root), "--out", str(tmp_path / "out"), "--resolution", "32", "--workers", "0"])
-    assert "packed 12 images of 3 classes at 32x32" in capsys.readouterr().out
+    assert "packed 12 images of 3 classes at 32x32 (tf-bilinear)" in capsys.readouterr().out
+    script.main([str(root), "--out", str(tmp_path / "out2"), "--resolution", "16", "--workers", "0",
+                 "--resize", "pil-bilinear"])
+    assert json.loads((tmp_path / "out2" / "meta.json").read_text())["resize"] == "pil-bilinear"
     assert len(PackedDataset(tmp_path / "out")) == 12
     with pytest.raises(SystemExit, match="error: .*already exists"):
         script.main([str(root), "--out", str(tmp_path / "out")])

@@ -112,7 +112,7 @@ def test_one_step_graph_does_not_grow_with_steps_but_bptt_does(ham):
 @pytest.mark.parametrize("grad", ["one_step", "bptt"])
 def test_gradients_reach_breads_output_scale_and_input(ham, grad):
     torch.manual_seed(0)
-    block = Hamburger(16, ham=ham, rank=4, grad=grad, num_classes=3)
+    block = Hamburger(16, ham=ham, rank=4, grad=grad, num_classes=3, bread_bias=True)
     x = torch.randn(2, 16, 6, 6, requires_grad=True)
     y = torch.tensor([0, 2])
     block(x, y).square().sum().backward()
@@ -289,10 +289,11 @@ def test_cd_coef_solves_the_ridge_normal_equations():
     torch.testing.assert_close(lhs, bases.transpose(1, 2) @ x, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("bread_bias", [False, True])
 @pytest.mark.parametrize("ham", ["nmf", "cd", "vq"])
-def test_fused_residual_output_equals_the_explicit_formula(ham):
+def test_fused_residual_output_equals_the_explicit_formula(ham, bread_bias):
     """Without CBN the block accumulates x + sigma * (W D C^T + b) in one product: same as the textbook order."""
-    block = Hamburger(16, ham=ham, rank=4, steps=3, spectral_norm=False).eval()
+    block = Hamburger(16, ham=ham, rank=4, steps=3, spectral_norm=False, bread_bias=bread_bias).eval()
     block.sigma.data.fill_(0.7)
     x = torch.randn(2, 16, 5, 6)
     torch.manual_seed(1)
@@ -302,3 +303,66 @@ def test_fused_residual_output_equals_the_explicit_formula(ham):
     bases, coef = block.decompose(h)
     expected = x + 0.7 * block.upper(torch.bmm(bases, coef.transpose(1, 2)).view(2, 16, 5, 6))
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The official layout (sn_hamburger_v1 / v2 of the HamGAN code) and hamgan's earlier one
+# --------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("conditional", [True, False])
+def test_bread_biases_official_none_legacy_lower_and_upper_without_bn(conditional):
+    classes = 3 if conditional else None
+    official = Hamburger(16, rank=4, num_classes=classes)
+    assert official.lower.bias is None and official.upper.bias is None  # sn_conv1x1 has no bias
+    legacy = Hamburger(16, rank=4, num_classes=classes, bread_bias=True)
+    assert legacy.lower.bias is not None
+    assert (legacy.upper.bias is None) == conditional  # no bias where a (conditional) BN follows
+    assert sum(p.numel() for p in legacy.parameters()) - sum(p.numel() for p in official.parameters()) == (
+        16 + (0 if conditional else 16))
+
+
+def test_official_v2_cheese_layout_in_g_and_d():
+    g = Hamburger(16, dim=8, groups=2, rank=4, version="v2", num_classes=3)  # S * D = 16 -> C = 16
+    assert (g.cheese.in_channels, g.cheese.out_channels, g.cheese.bias) == (16, 16, None)
+    assert g.cheese_norm is not None and g.norm is None  # CBN inside the cheese, none after the upper bread
+    assert (g.upper.in_channels, g.upper.out_channels) == (16, 16)
+    d = Hamburger(16, dim=12, rank=4, version="v2")  # S * D = 12 -> C = 16: the cheese maps to C
+    assert (d.cheese.in_channels, d.cheese.out_channels, d.upper.in_channels) == (12, 16, 16)
+    assert d.cheese_norm is None and d.norm is None  # no BN at all in D
+
+
+def test_legacy_v2_cheese_layout():
+    g = Hamburger(16, dim=12, rank=4, version="v2", num_classes=3, cheese="legacy")
+    conv, bn, _ = g.cheese
+    assert (conv.in_channels, conv.out_channels, g.upper.in_channels) == (12, 12, 12)
+    assert isinstance(bn, nn.BatchNorm2d) and g.norm is not None and g.cheese_norm is None
+    with pytest.raises(ValueError, match="cheese"):
+        Hamburger(16, version="v2", cheese="brie")
+
+
+@pytest.mark.parametrize("conditional", [True, False])
+def test_official_v2_equals_its_formula(conditional):
+    """x + sigma * upper(relu(CBN(cheese(D C^T)))) (no CBN in D)."""
+    torch.manual_seed(0)
+    block = Hamburger(16, dim=8, rank=4, steps=2, version="v2", num_classes=3 if conditional else None,
+                      spectral_norm=False).eval()
+    block.sigma.data.fill_(0.7)
+    if conditional:
+        block.cheese_norm.gain.data.uniform_(0.5, 2.0)
+    x, y = torch.randn(2, 16, 5, 6), torch.tensor([0, 2])
+    torch.manual_seed(1)
+    out = block(x, y if conditional else None)
+    torch.manual_seed(1)
+    bases, coef = block.decompose(block.lower(x).flatten(2).clone())
+    h = block.cheese(torch.bmm(bases, coef.transpose(1, 2)).view(2, 8, 5, 6))
+    h = block.cheese_norm(h, y) if conditional else h
+    torch.testing.assert_close(out, x + 0.7 * block.upper(torch.relu(h)), rtol=1e-5, atol=1e-5)
+
+
+def test_batch_norm_options_reach_every_bn_of_the_block():
+    from hamgan.nn.layers import BNOptions
+
+    block = Hamburger(16, rank=4, version="v2", num_classes=3, cheese="legacy", bn=BNOptions(1e-3, 0.001, True))
+    bns = [m for m in block.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(bns) == 2 and all((m.eps, m.momentum) == (1e-3, 0.001) for m in bns)

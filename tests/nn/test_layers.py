@@ -1,4 +1,4 @@
-"""Tests for hamgan.nn.layers: spectral-norm layers, pointwise, conditional BN, init schemes."""
+"""Tests for hamgan.nn.layers: spectral-norm layers, pointwise, batch norm options, conditional BN, init schemes."""
 
 import pytest
 import torch
@@ -7,7 +7,18 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
 from hamgan.nn import Hamburger
-from hamgan.nn.layers import ConditionalBatchNorm2d, init_weights, pointwise, sn_conv2d, sn_embedding, sn_linear
+from hamgan.nn.layers import (
+    BNOptions,
+    ConditionalBatchNorm2d,
+    batch_norm,
+    init_weights,
+    make_bn,
+    pointwise,
+    sn_conv2d,
+    sn_embedding,
+    sn_linear,
+)
+from hamgan.nn.spectral_norm import SNOptions
 
 
 def top_singular_value(weight: torch.Tensor) -> float:
@@ -119,3 +130,55 @@ def test_init_leaves_output_scales_and_batchnorm_gains_alone():
 def test_init_rejects_unknown_scheme():
     with pytest.raises(ValueError, match="scheme"):
         init_weights(nn.Linear(2, 2), "kaiming")
+
+
+def test_layers_take_spectral_norm_options():
+    conv = sn_conv2d(4, 4, 3, spectral_norm=SNOptions("at_most_one", True, 0))
+    p = conv.parametrizations.weight[0]
+    assert (p.bound, p.eval_iteration, p.warmup) == ("at_most_one", True, 0)
+    assert sn_linear(3, 3).parametrizations.weight[0].bound == "exact"  # True: torch's spectral norm
+
+
+@pytest.mark.parametrize("biased", [True, False])
+def test_running_variance_biased_as_tf_or_unbiased_as_torch(biased):
+    torch.manual_seed(0)
+    options = BNOptions(eps=1e-3, momentum=0.001, biased_running_var=biased)
+    bn = make_bn(3, options)
+    assert (bn.eps, bn.momentum) == (1e-3, 0.001)
+    x = torch.randn(4, 3, 2, 5) * torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)
+    out = batch_norm(bn, x, biased)
+    n = 4 * 2 * 5
+    var = x.var(dim=(0, 2, 3), unbiased=False)
+    batch_var = var if biased else var * n / (n - 1)
+    torch.testing.assert_close(bn.running_var, 0.999 * torch.ones(3) + 0.001 * batch_var)
+    torch.testing.assert_close(bn.running_mean, 0.001 * x.mean(dim=(0, 2, 3)))
+    # normalisation uses the biased batch variance either way (TF's and torch's training mode)
+    expected = (x - x.mean(dim=(0, 2, 3), keepdim=True)) / (var.view(1, 3, 1, 1) + 1e-3).sqrt()
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_biased_running_variance_keeps_backward_working_and_eval_untouched():
+    bn = make_bn(2, BNOptions(biased_running_var=True))
+    x = torch.randn(3, 2, 4, 4, requires_grad=True)
+    batch_norm(bn, x, True).square().sum().backward()  # the BN backward holds running_var
+    assert torch.isfinite(x.grad).all()
+    bn.eval()
+    before = bn.running_var.clone()
+    batch_norm(bn, x.detach(), True)
+    assert torch.equal(bn.running_var, before)
+
+
+def test_conditional_batch_norm_takes_the_options():
+    cbn = ConditionalBatchNorm2d(4, 3, BNOptions(1e-3, 0.001, True))
+    assert (cbn.bn.eps, cbn.bn.momentum, cbn.biased_running_var) == (1e-3, 0.001, True)
+    x, y = torch.randn(5, 4, 2, 2), torch.tensor([0, 1, 2, 0, 1])
+    cbn(x, y)
+    var = x.var(dim=(0, 2, 3), unbiased=False)
+    torch.testing.assert_close(cbn.bn.running_var, 0.999 + 0.001 * var)
+
+
+def test_bad_batch_norm_options():
+    with pytest.raises(ValueError, match="eps"):
+        BNOptions(eps=0.0)
+    with pytest.raises(ValueError, match="momentum"):
+        BNOptions(momentum=1.5)

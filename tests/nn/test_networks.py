@@ -9,13 +9,20 @@ import dataclasses
 import pytest
 import torch
 
-from hamgan.config import HamConfig, ModelConfig, NetConfig
-from hamgan.nn import Discriminator, Generator, Hamburger, SelfAttention
+from pathlib import Path
+
+from hamgan.config import HamConfig, ModelConfig, NetConfig, YLGConfig, load_config
+from hamgan.nn import Discriminator, Generator, Hamburger, SelfAttention, YLGAttention
 from hamgan.nn.layers import ConditionalBatchNorm2d
 from hamgan.nn.networks import ARCHITECTURES, G_BASE_RES, valid_context_res
 
 # Context resolutions that exist at every resolution (the D default of 32 does not exist at 32).
 SMALL_CONTEXT_RES = {32: (16, 16), 64: (32, 32), 128: (32, 32)}
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def net_cfg(channels: int = 8, context: str = "ham", res: int = 32, rank: int = 8, **ham) -> NetConfig:
+    return NetConfig(channels=channels, context=context, context_res=res, ham=HamConfig(rank=rank, **ham))
 
 
 def small_cfg(resolution: int, context: str = "ham", channels: int = 8, **kw) -> ModelConfig:
@@ -24,18 +31,19 @@ def small_cfg(resolution: int, context: str = "ham", channels: int = 8, **kw) ->
         resolution=resolution,
         num_classes=10,
         z_dim=16,
-        context=context,
         init="normal",
-        g=NetConfig(channels=channels, context_res=g_res, ham_rank=8),
-        d=NetConfig(channels=channels, context_res=d_res, ham_rank=4),
+        g=net_cfg(channels, context, g_res, rank=8),
+        d=net_cfg(channels, context, d_res, rank=4),
     )
     return ModelConfig(**{**defaults, **kw})
 
 
 def real_cfg(context: str = "ham", **kw) -> ModelConfig:
-    """HamGAN-128: ImageNet 128, 1000 classes, gf = df = 64 (the schema defaults). Init does not change what these
-    tests check; normal init skips seconds of QR."""
-    return ModelConfig(context=context, init="normal", **kw)
+    """HamGAN-128: ImageNet 128, 1000 classes, gf = df = 64 (the schema defaults), ``context`` in both networks.
+    Init does not change what these tests check; normal init skips seconds of QR."""
+    cfg = ModelConfig(init="normal", **kw)
+    return dataclasses.replace(cfg, g=dataclasses.replace(cfg.g, context=context),
+                               d=dataclasses.replace(cfg.d, context=context))
 
 
 def num_params(module: torch.nn.Module) -> int:
@@ -60,13 +68,13 @@ def cbn(c: int, classes: int) -> int:
 
 
 def context_params(cfg: ModelConfig, net: NetConfig, c: int, conditional: bool) -> int:
-    if cfg.context == "none":
+    if net.context == "none":
         return 0
-    if cfg.context == "attention":  # theta, phi: C -> C/8; g: C -> C/2; out: C/2 -> C, no biases; gamma
+    if net.context in ("attention", "ylg"):  # theta, phi: C -> C/8; g: C -> C/2; out: C/2 -> C, no biases; gamma
         return 2 * conv(1, c, c // 8, bias=False) + 2 * conv(1, c, c // 2, bias=False) + 1
-    d = net.ham_dim or c  # lower bread C -> D (bias), upper D -> C (bias only without the CBN), sigma
-    upper = conv(1, d, c, bias=False) + cbn(c, cfg.num_classes) if conditional else conv(1, d, c)
-    return conv(1, c, d) + upper + 1
+    d, bias = net.ham.dim or c, net.ham.bread_bias  # lower C -> D, upper D -> C (biases: bread_bias, not before a BN)
+    upper = conv(1, d, c, bias=False) + cbn(c, cfg.num_classes) if conditional else conv(1, d, c, bias=bias)
+    return conv(1, c, d, bias=bias) + upper + 1
 
 
 def expected_g_params(cfg: ModelConfig) -> int:
@@ -233,21 +241,34 @@ def test_hamgan128_param_counts_match_table(context, hamgan128):
 
 def test_hamgan128_param_counts_by_hand():
     """Spelled out once for the reference: context blocks at 32x32, G: 256 ch, D: 128 ch, 1000 classes."""
-    ham_g = (256 * 256 + 256) + 256 * 256 + 2 * 256 * 1000 + 1
-    ham_d = (128 * 128 + 128) + (128 * 128 + 128) + 1
+    ham_g = 256 * 256 + 256 * 256 + 2 * 256 * 1000 + 1  # bias-free breads (sn_conv1x1), CBN after the upper one
+    ham_d = 128 * 128 + 128 * 128 + 1
     att = lambda c: 2 * c * c // 8 + 2 * c * c // 2 + 1  # noqa: E731
-    assert context_params(real_cfg("ham"), real_cfg().g, 256, True) == ham_g == 643_329
-    assert context_params(real_cfg("ham"), real_cfg().d, 128, False) == ham_d == 33_025
-    assert context_params(real_cfg("attention"), real_cfg().g, 256, True) == att(256) == 81_921
-    assert context_params(real_cfg("attention"), real_cfg().d, 128, False) == att(128) == 20_481
+    official = real_cfg("ham")
+    assert context_params(official, official.g, 256, True) == ham_g == 643_073
+    assert context_params(official, official.d, 128, False) == ham_d == 32_769
+    legacy = dataclasses.replace(official, g=net_cfg(64, "ham", 32, 32, bread_bias=True),
+                                 d=net_cfg(64, "ham", 32, 16, bread_bias=True))
+    assert context_params(legacy, legacy.g, 256, True) == ham_g + 256  # lower bread bias
+    assert context_params(legacy, legacy.d, 128, False) == ham_d + 256  # lower and upper bread biases
+    attention = real_cfg("attention")
+    assert context_params(attention, attention.g, 256, True) == att(256) == 81_921
+    assert context_params(attention, attention.d, 128, False) == att(128) == 20_481
     assert expected_g_params(real_cfg("none")) == 41_996_931
     assert expected_d_params(real_cfg("none")) == 39_443_137
 
 
+def test_hamgan_baby_config_has_the_official_parameter_counts():
+    """Issue 10's target: the official layout (bias-free breads) with 1000 classes."""
+    cfg = load_config(CONFIGS / "imagenet128_hamgan_baby.yaml").model
+    G, D = Generator(cfg, spectral_norm=False), Discriminator(cfg, spectral_norm=False)
+    assert (num_params(G), num_params(D)) == (42_640_004, 39_475_906)
+    assert (expected_g_params(cfg), expected_d_params(cfg)) == (42_640_004, 39_475_906)
+
+
 @pytest.mark.parametrize("context", ["ham", "attention"])
 def test_context_at_64_as_biggan(context):
-    cfg = small_cfg(128, context, g=NetConfig(channels=8, context_res=64, ham_rank=8))
-    cfg = dataclasses.replace(cfg, d=NetConfig(channels=8, context_res=64, ham_rank=4))
+    cfg = small_cfg(128, context, g=net_cfg(8, context, 64, rank=8), d=net_cfg(8, context, 64, rank=4))
     G, D = Generator(cfg), Discriminator(cfg)
     y = torch.tensor([1, 2])
     g_in, g_out, x = capture_context(G, torch.randn(2, 16), y)
@@ -266,13 +287,89 @@ def test_identity_at_init_small_attention():
 
 
 def test_ham_settings_come_from_config():
-    cfg = small_cfg(64, "ham", ham=HamConfig(kind="cd", steps=3, eval_steps=5, grad="bptt", groups=2))
-    cfg = dataclasses.replace(cfg, g=NetConfig(channels=8, context_res=32, ham_dim=12, ham_rank=6))
+    cfg = small_cfg(64, "ham", g=net_cfg(8, "ham", 32, rank=6, kind="cd", steps=3, eval_steps=5, grad="bptt",
+                                          groups=2, dim=12))
     G = Generator(cfg)
     ham = G.context
     assert (ham.ham, ham.steps, ham.eval_steps, ham.grad, ham.groups) == ("cd", 3, 5, "bptt", 2)
     assert (ham.dim, ham.rank, ham.channels) == (12, 6, 32)
-    assert Discriminator(cfg).context.norm is None
+    d = Discriminator(cfg).context
+    assert d.norm is None and (d.ham, d.rank, d.dim) == ("nmf", 4, 8)  # D's own settings, 8 channels at 32x32
+
+
+@pytest.mark.parametrize("g_context, d_context", [("ham", "none"), ("none", "ham"), ("ylg", "attention"),
+                                                  ("attention", "ylg"), ("ham", "ylg")])
+def test_each_network_chooses_its_context_block(g_context, d_context):
+    # G's block at 32x32 has 64 channels, D's at 8x8 64 (YLG's 8 heads need a multiple of 64)
+    cfg = small_cfg(64, channels=16, g=net_cfg(16, g_context, 32), d=net_cfg(16, d_context, 8, rank=4))
+    G, D = Generator(cfg), Discriminator(cfg)
+    kinds = {"ham": Hamburger, "attention": SelfAttention, "ylg": YLGAttention, "none": type(None)}
+    assert isinstance(G.context, kinds[g_context]) and isinstance(D.context, kinds[d_context])
+    x = G(torch.randn(2, 16), torch.tensor([0, 1]))
+    assert D(x, torch.tensor([0, 1])).shape == (2,)
+    assert num_params(G) == expected_g_params(cfg) and num_params(D) == expected_d_params(cfg)
+
+
+def test_nmf_in_g_and_cd_in_d():
+    cfg = small_cfg(32, g=net_cfg(8, "ham", 16, rank=8, kind="nmf", version="v2"),
+                    d=net_cfg(8, "ham", 16, rank=4, kind="cd", steps=2))
+    G, D = Generator(cfg), Discriminator(cfg)
+    assert (G.context.ham, G.context.version, G.context.steps) == ("nmf", "v2", 6)
+    assert (D.context.ham, D.context.version, D.context.steps) == ("cd", "v1", 2)
+
+
+def test_ylg_heads_come_from_config():
+    cfg = small_cfg(64, channels=16, g=dataclasses.replace(net_cfg(16, "ylg", 32), ylg=YLGConfig(heads=4)),
+                    d=net_cfg(16, "ylg", 8))
+    assert Generator(cfg).context.heads == 4 and Discriminator(cfg).context.heads == 8
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The recipe around the layout: batch norm, spectral norm per layer type
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def test_batch_norm_options_reach_every_bn_of_g():
+    cfg = load_config(None, ["model.resolution=32", "model.g.channels=8", "model.d.channels=8",
+                             "model.g.context_res=16", "model.d.context_res=16", "model.g.ham.rank=4",
+                             "model.d.ham.rank=4", "model.g.ham.version=v2", "model.bn.eps=0.01",
+                             "model.bn.momentum=0.2", "model.bn.running_var=unbiased"]).model
+    G = Generator(cfg)
+    bns = [m for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bns) == 2 * 3 + 1 + 1  # 2 CBNs per block, the last BN, the v2 cheese's CBN
+    assert all((m.eps, m.momentum) == (0.01, 0.2) for m in bns)
+    assert not G.biased_running_var and not any(m.biased_running_var for m in G.modules()
+                                                 if isinstance(m, ConditionalBatchNorm2d))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in Discriminator(cfg).modules())  # official D: no BN
+
+
+def _bounds(net: torch.nn.Module) -> dict[str, set[str]]:
+    from hamgan.nn.spectral_norm import SpectralNorm
+
+    out: dict[str, set[str]] = {"context": set(), "network": set()}
+    for name, m in net.named_modules():
+        if isinstance(m, SpectralNorm):
+            out["context" if name.startswith("context.") else "network"].add(m.bound)
+    return out
+
+
+@pytest.mark.parametrize("context", ["ham", "attention", "ylg"])
+def test_spectral_norm_bound_per_layer_type_as_tf_gan(context):
+    """snconv2d / snlinear / sn_embedding: W / max(1, sigma); sn_conv1x1 in the context block: W / sigma."""
+    cfg = small_cfg(64, context, channels=16, d=net_cfg(16, context, 8, rank=4))
+    for net in (Generator(cfg), Discriminator(cfg)):
+        assert _bounds(net) == {"context": {"exact"}, "network": {"at_most_one"}}
+    swapped = dataclasses.replace(cfg, sn=dataclasses.replace(cfg.sn, bound="exact", context_bound="at_most_one"))
+    assert _bounds(Generator(swapped)) == {"context": {"at_most_one"}, "network": {"exact"}}
+
+
+def test_spectral_norm_eval_iteration_and_warmup_come_from_config():
+    from hamgan.nn.spectral_norm import spectral_norms
+
+    cfg = small_cfg(32, "attention")
+    assert {(p.eval_iteration, p.warmup) for p in spectral_norms(Generator(cfg))} == {(True, 0)}
+    torch_like = dataclasses.replace(cfg, sn=dataclasses.replace(cfg.sn, eval_iteration=False, warmup=15))
+    assert {(p.eval_iteration, p.warmup) for p in spectral_norms(Discriminator(torch_like))} == {(False, 15)}
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -354,11 +451,11 @@ def test_init_xavier_bound():
 
 def test_invalid_context_res_lists_valid_values():
     with pytest.raises(ValueError, match=r"g.context_res=48.*\[8, 16, 32, 64, 128\]"):
-        Generator(small_cfg(128, "ham", g=NetConfig(channels=8, context_res=48)))
+        Generator(small_cfg(128, "ham", g=net_cfg(8, "ham", 48)))
     with pytest.raises(ValueError, match=r"d.context_res=32.*\[16, 8\]"):
-        Discriminator(small_cfg(32, "attention", d=NetConfig(channels=8, context_res=32)))
+        Discriminator(small_cfg(32, "attention", d=net_cfg(8, "attention", 32)))
     # irrelevant without a context block
-    Discriminator(small_cfg(32, "none", d=NetConfig(channels=8, context_res=32)))
+    Discriminator(small_cfg(32, "none", d=net_cfg(8, "none", 32)))
 
 
 def test_bad_inputs_raise_clear_errors():
