@@ -1,0 +1,140 @@
+"""hamgan.migrate: configs, overrides and checkpoints of the schema before per-network context settings load and
+give exactly the outputs they gave on main before the change (digests in tests/fixtures/legacy, made at d46b03c)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from hamgan.checkpoint import load_checkpoint, load_generator
+from hamgan.config import ConfigError, from_dict, load_config, to_dict
+from hamgan.migrate import main, migrate, translate_override
+from hamgan.nn.networks import Discriminator, Generator
+
+REPO = Path(__file__).resolve().parent.parent
+LEGACY = REPO / "tests" / "fixtures" / "legacy"
+EXPECTED = json.loads((LEGACY / "expected.json").read_text())
+
+
+def sha(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.detach().float().contiguous().numpy().tobytes()).hexdigest()
+
+
+def inputs(cfg) -> tuple[torch.Tensor, torch.Tensor]:
+    z = torch.randn(6, cfg.model.z_dim, generator=torch.Generator().manual_seed(0))
+    return z, torch.arange(6) % cfg.model.num_classes
+
+
+@pytest.mark.parametrize("name", ["ham_nmf_v1", "ham_cd_v2", "attention"])
+def test_old_checkpoints_give_the_same_outputs_bit_for_bit(name):
+    state = load_checkpoint(LEGACY / f"{name}.pt")
+    assert "context" in state["config"]["model"]  # written in the old schema
+    cfg = from_dict(state["config"])
+    G, D = Generator(cfg.model), Discriminator(cfg.model)
+    G.load_state_dict(state["G"])
+    D.load_state_dict(state["D"])
+    z, y = inputs(cfg)
+    for mode in ("eval", "train"):  # train: batch statistics and a power iteration
+        G.train(mode == "train"), D.train(mode == "train")
+        torch.manual_seed(1)
+        with torch.no_grad():
+            x = G(z, y)
+            assert sha(x) == EXPECTED[name][f"G_{mode}"]["sha256"], mode
+            assert sha(D(x, y)) == EXPECTED[name][f"D_{mode}"]["sha256"], mode
+
+
+@pytest.mark.parametrize("model", ["hamgan", "sagan", "none"])
+def test_committed_study_checkpoints_give_the_same_samples(model):
+    G, cfg, _ = load_generator(REPO / "results" / "fmnist32" / "checkpoints" / f"{model}-seed0.pt")
+    assert cfg.model.init == "orthogonal" and cfg.model.sn.bound == "exact" and cfg.data.resize == "pil-bicubic"
+    z, y = inputs(cfg)
+    for mode in ("eval", "train"):
+        G.train(mode == "train")
+        torch.manual_seed(1)
+        with torch.no_grad():
+            assert sha(G(z, y)) == EXPECTED[f"results/fmnist32/{model}-seed0"][f"G_{mode}"]["sha256"], mode
+
+
+@pytest.mark.parametrize("name", ["fmnist32_hamgan", "fmnist32_sagan", "fmnist32_none"])
+@pytest.mark.parametrize("where", ["legacy", "configs"])
+def test_old_and_new_fmnist_configs_initialise_the_networks_as_before(name, where):
+    folder = LEGACY / "configs" if where == "legacy" else REPO / "configs"
+    cfg = load_config(folder / f"{name}.yaml")
+    torch.manual_seed(0)
+    G, D = Generator(cfg.model), Discriminator(cfg.model)
+    digest = hashlib.sha256()
+    for net in (G, D):
+        for k, v in net.state_dict().items():
+            digest.update(k.encode())
+            digest.update(v.detach().float().contiguous().numpy().tobytes())
+    assert digest.hexdigest() == EXPECTED["init_sha256"][name]
+
+
+def test_migration_of_an_old_mapping():
+    old = {"model": {"context": "attention", "ham": {"kind": "cd", "steps": 3},
+                     "g": {"channels": 8, "context_res": 16, "ham_dim": 12, "ham_rank": 4}, "d": {"ham_rank": 2}},
+           "train": {"steps": 5}}
+    new = migrate(old)
+    assert "context" in old["model"]  # not modified in place
+    m = new["model"]
+    assert "context" not in m and "ham" not in m
+    assert m["init"] == "orthogonal" and m["bn"] == {"eps": 1e-5, "momentum": 0.1, "running_var": "unbiased"}
+    assert m["sn"] == {"bound": "exact", "context_bound": "exact", "eval_iteration": False, "warmup": 15}
+    assert m["g"] == {"channels": 8, "context_res": 16, "context": "attention",
+                      "ham": {"kind": "cd", "steps": 3, "eval_steps": None, "grad": "one_step", "version": "v1",
+                              "groups": 1, "dim": 12, "rank": 4}}  # no Hamburger here: its new defaults stay
+    assert new["data"] == {"resize": "pil-bicubic"} and new["train"] == {"steps": 5}
+    ham = migrate({"model": {"context": "ham", "d": {"ham_rank": 2}}})["model"]
+    assert ham["d"]["ham"]["bread_bias"] is True and ham["d"]["ham"]["v2_cheese"] == "legacy"
+    assert ham["g"]["ham"]["rank"] == 32 and ham["d"]["ham"]["rank"] == 2  # the old per-network defaults
+    fresh = {"model": {"g": {"context": "ham"}}}
+    assert migrate(fresh) is fresh  # the new schema passes through
+
+
+def test_mixing_old_and_new_keys_says_how_to_update():
+    with pytest.raises(ConfigError, match=r"mixes .*model.context.* with keys of the new one \(model.bn\); "
+                                          r"write the old keys in the new form: model.context -> model.g.context"):
+        from_dict({"model": {"context": "ham", "bn": {"eps": 0.1}}})
+    with pytest.raises(ConfigError, match=r"model.g.ham_rank.*model.g.ham.*model.<g\|d>.ham_rank -> "
+                                          r"model.<g\|d>.ham.rank"):
+        from_dict({"model": {"g": {"ham_rank": 3, "ham": {}}}})
+
+
+def test_old_overrides_set_the_new_keys():
+    assert translate_override("model.context", "none") == [("model.g.context", "none"), ("model.d.context", "none")]
+    assert translate_override("model.ham.kind", "cd") == [("model.g.ham.kind", "cd"), ("model.d.ham.kind", "cd")]
+    assert translate_override("model.d.ham_rank", 3) == [("model.d.ham.rank", 3)]
+    assert translate_override("train.steps", 3) == [("train.steps", 3)]
+    cfg = load_config(REPO / "configs" / "fmnist32_hamgan.yaml", ["model.ham.kind=vq", "model.context=attention",
+                                                                  "model.g.ham_dim=16"])
+    assert (cfg.model.g.ham.kind, cfg.model.d.ham.kind, cfg.model.g.ham.dim) == ("vq", "vq", 16)
+    assert cfg.model.g.context == cfg.model.d.context == "attention"
+
+
+def test_read_only_aliases_of_the_old_attributes():
+    cfg = load_config(LEGACY / "configs" / "fmnist32_hamgan.yaml").model
+    assert cfg.context == "ham" and cfg.ham.kind == "nmf" and cfg.g.ham_rank == 4 and cfg.d.ham_dim is None
+    mixed = load_config(None, ["model.g.context=none", "model.d.ham.kind=cd"]).model
+    assert mixed.context == "g=none,d=ham" and mixed.ham.kind == "cd"  # D's, the only Hamburger
+
+
+def test_old_style_fixture_checkpoints_of_conftest_load(tiny_checkpoint, tmp_path):
+    path = tiny_checkpoint(tmp_path / "ckpt.pt", context="attention")
+    G, cfg, step = load_generator(path)
+    assert cfg.model.g.context == "attention" and step == 7
+
+
+def test_cli_prints_the_new_form(tmp_path, capsys):
+    old = LEGACY / "configs" / "fmnist32_hamgan.yaml"
+    assert main([str(old)]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert "context" not in printed["model"] and printed["model"]["g"]["context"] == "ham"
+    path = tmp_path / "new.yaml"
+    path.write_text(yaml.safe_dump(printed))
+    assert to_dict(load_config(path)) == to_dict(load_config(old))
+    assert main([str(tmp_path / "missing.yaml")]) == 2
