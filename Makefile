@@ -16,7 +16,7 @@ SHARED_WEIGHTS := ../shared/fid-weights/pt_inception-2015-12-05-6726825d.pth
 FMNIST_DEB := /usr/share/datasets/fashion-mnist
 export TORCH_HOME
 
-.PHONY: setup data weights train test bench study clean
+.PHONY: setup data weights train test bench study parity clean
 
 setup: $(VENV)/.installed data weights
 
@@ -55,6 +55,12 @@ bench: setup
 study: setup
 	$(PY) scripts/reproduce_fmnist.py --models hamgan,sagan,none --seeds 0,1,2 --steps 2000 --n 1000 \
 		--ref-n 10000 --checkpoints results/fmnist32/checkpoints
+
+# hamgan's SAGAN against TF-GAN's self_attention_estimator (scripts/check_tfgan_parity.py): TensorFlow lives in a venv
+# of its own (TF_VENV, created on first use: minutes), never in hamgan's.
+TF_VENV ?= $(HOME)/.cache/hamgan/tf215-venv
+parity: setup
+	$(PY) scripts/check_tfgan_parity.py --venv $(TF_VENV)
 
 clean:
 	rm -rf runs .pytest_cache

@@ -164,11 +164,16 @@ def cmd_fid(args: argparse.Namespace) -> None:
 
 
 def context_name(model_cfg) -> str:
-    """'ham-nmf @32/32', 'attention @32/32' or 'none' (resolution of the block in G / in D)."""
-    if model_cfg.context == "none":
-        return "none"
-    name = f"ham-{model_cfg.ham.kind}" if model_cfg.context == "ham" else model_cfg.context
-    return f"{name} @{model_cfg.g.context_res}/{model_cfg.d.context_res}"
+    """'ham-nmf @32/32', 'attention @32/32', 'ylg @32/32' or 'none' when G and D have the same kind of block
+    (resolution in G / in D), else per network: 'G ham-nmf @32, D none'."""
+    def name(net) -> str:
+        return f"ham-{net.ham.kind}" if net.context == "ham" else net.context
+
+    g, d = model_cfg.g, model_cfg.d
+    if name(g) == name(d):
+        return "none" if g.context == "none" else f"{name(g)} @{g.context_res}/{d.context_res}"
+    return ", ".join(f"{label} {name(net)}" + ("" if net.context == "none" else f" @{net.context_res}")
+                     for label, net in (("G", g), ("D", d)))
 
 
 def _millions(n: int) -> str:

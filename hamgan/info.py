@@ -3,7 +3,9 @@
     python -m hamgan.info CONFIG [dotted.key=value ...] [--json]
 
 For G and D: parameters per network and per top-level block, the output shape of every block, the MACs of every
-block and of the whole forward, and the context block's parameters and MACs on its actual input.
+block and of the whole forward, the context block's parameters and MACs on its actual input, and the layer-by-layer
+layout (every layer that holds parameters, in forward order: kind, output resolution, channels, parameters, and the
+TensorFlow scope of the same layer in the official HamGAN / TF-GAN code, :mod:`hamgan.nn.official`).
 
 MACs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (matrix products and convolutions; elementwise ops
 are not counted) as flops / 2, for one forward at batch 1 in eval mode under ``torch.no_grad``. The Hamburger's K
@@ -22,10 +24,13 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 
 from hamgan.config import ConfigError, ModelConfig, load_config
+from hamgan.nn.layers import ConditionalBatchNorm2d
 from hamgan.nn.networks import Discriminator, Generator
+from hamgan.nn.official import official_scope
 
 
 def count_params(module: nn.Module | None) -> int:
@@ -47,6 +52,73 @@ def stages(net: Generator | Discriminator) -> list[tuple[str, nn.Module]]:
 
 def _module_paths(net: nn.Module) -> dict[int, str]:
     return {id(m): name for name, m in net.named_modules()}
+
+
+def own_params(module: nn.Module) -> int:
+    """Parameters held by ``module`` itself (a spectrally normalised weight's original included)."""
+    own = sum(p.numel() for p in module.parameters(recurse=False))
+    if parametrize.is_parametrized(module):
+        own += sum(p.numel() for p in module.parametrizations.parameters())
+    return own
+
+
+def _kind(module: nn.Module) -> tuple[str, str]:
+    """(kind, channels) of a layer for the layout table."""
+    sn = "+SN" if parametrize.is_parametrized(module) else ""
+    if isinstance(module, nn.Conv2d):
+        k = module.kernel_size[0]
+        return f"conv{k}x{k}{sn}" + ("" if module.bias is not None else " no bias"), \
+            f"{module.in_channels} -> {module.out_channels}"
+    if isinstance(module, nn.Linear):
+        return f"linear{sn}", f"{module.in_features} -> {module.out_features}"
+    if isinstance(module, nn.Embedding):
+        return f"embedding{sn}", f"{module.num_embeddings} x {module.embedding_dim}"
+    if isinstance(module, ConditionalBatchNorm2d):
+        return "cond. BN", f"{module.num_features} x {module.num_classes} classes"
+    if isinstance(module, nn.BatchNorm2d):
+        return "BN", str(module.num_features)
+    return "scale", "1"
+
+
+def layer_layout(
+    net: Generator | Discriminator, name: str, cfg: ModelConfig, *inputs: torch.Tensor
+) -> list[dict[str, Any]]:
+    """Every layer of ``net`` (``name`` "G" or "D") that holds parameters, in forward order: path, kind, output
+    resolution, channels, parameters, spectral-norm bound (from ``cfg.sn``) and the official TF scope. The 1x1 convs
+    inside a context block run as matrix products (no module call): their resolution is the block's."""
+    resolution: dict[int, int] = {}
+
+    def record(module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        resolution.setdefault(id(module), out.shape[-1] if out.ndim == 4 else 0)
+
+    def record_context(module: nn.Module, args: tuple) -> None:
+        resolution.setdefault(-1, args[0].shape[-1])
+
+    handles = [m.register_forward_hook(record) for m in net.modules() if own_params(m)]
+    if net.context is not None:
+        handles.append(net.context.register_forward_pre_hook(record_context))
+    with torch.no_grad():
+        net(*inputs)
+    for h in handles:
+        h.remove()
+    paths = _module_paths(net)
+    rows = []
+    for _, stage in stages(net):
+        for path, m in stage.named_modules(prefix=paths[id(stage)]):
+            if not own_params(m) or type(m).__name__ == "ParametrizationList":
+                continue
+            res = resolution.get(id(m), resolution.get(-1, 0) if path.startswith("context") else 0)
+            kind, channels = _kind(m)
+            official = official_scope(name, path)
+            sn = None
+            if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding)):
+                sn = {"exact": "W/s", "at_most_one": "W/max(1,s)"}[
+                    cfg.sn.context_bound if path.startswith("context.") else cfg.sn.bound]
+            if kind == "scale" and official:
+                official += "/sigma_ratio"
+            rows.append({"layer": path, "kind": kind.replace("+SN", ""), "res": res or None, "channels": channels,
+                         "params": own_params(m), "sn": sn, "official": official})
+    return rows
 
 
 def network_info(net: Generator | Discriminator, *inputs: torch.Tensor) -> tuple[dict[str, Any], torch.Tensor]:
@@ -116,9 +188,11 @@ def model_info(cfg: ModelConfig) -> dict[str, Any]:
     y = torch.zeros(1, dtype=torch.long)
     g_info, x = network_info(G, z, y)
     d_info, _ = network_info(D, x, y)
+    g_info["layers"] = layer_layout(G, "G", cfg, z, y)
+    d_info["layers"] = layer_layout(D, "D", cfg, x, y)
     return {
         "resolution": cfg.resolution,
-        "context": cfg.context,
+        "context": {"G": cfg.g.context, "D": cfg.d.context},
         "G": g_info,
         "D": d_info,
     }
@@ -161,6 +235,20 @@ def format_info(info: dict[str, Any], title: str = "") -> str:
     return "\n".join(lines)
 
 
+def format_layout(info: dict[str, Any]) -> str:
+    """The layer-by-layer tables of G and D (Markdown)."""
+    lines = []
+    for net in ("G", "D"):
+        rows = info[net]["layers"]
+        lines += ["", f"{net} layers ({sum(r['params'] for r in rows):,} parameters):", "",
+                  "| layer | kind | resolution | channels | params | spectral norm | official scope |",
+                  "| --- | --- | ---: | --- | ---: | --- | --- |"]
+        for r in rows:
+            lines.append(f"| {r['layer']} | {r['kind']} | {r['res'] or '-'} | {r['channels']} | {r['params']:,} | "
+                         f"{r['sn'] or '-'} | {r['official'] or '(none)'} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m hamgan.info",
@@ -169,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", help="config YAML file")
     parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. model.context=attention")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--no-layers", action="store_true", help="leave out the layer-by-layer layout")
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config, args.overrides)
@@ -182,9 +271,12 @@ def main(argv: list[str] | None = None) -> int:
         m = cfg.model
         title = (
             f"{args.config}: resolution {m.resolution}, {m.num_classes} classes, z_dim {m.z_dim}, "
-            f"context {m.context}, G channels {m.g.channels}, D channels {m.d.channels}"
+            f"G: {m.g.channels} channels, context {m.g.context} at {m.g.context_res}; "
+            f"D: {m.d.channels} channels, context {m.d.context} at {m.d.context_res}"
         )
         print(format_info(info, title))
+        if not args.no_layers:
+            print(format_layout(info))
     return 0
 
 

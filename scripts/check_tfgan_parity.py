@@ -11,7 +11,8 @@ same z, labels and images to both and compares, in training mode (batch statisti
 
 - G images, D logits, and the power-iteration vectors after the step; G in eval mode (moving statistics);
 - one op at a time: SN conv (``snconv2d``), SN linear, SN embedding, conditional BN (and its moving statistics
-  after one update), the attention block, a G block, a D block, D's optimized block;
+  after one update), the attention block, a G block, a D block, D's optimized block; and YLG's block
+  (``sn_attention_block_sim``, not in TF-GAN: its TF code as in github.com/giannisdaras/ylg, with the masks);
 - the data pipeline: ``data_provider._preprocess_dataset_record_fn`` against ``data.resize: tf-bilinear``.
 
 It prints the largest absolute difference and the largest relative difference (max |a - b| / max |b|) per check and
@@ -139,6 +140,26 @@ def tf_worker(inp: str, out: str) -> None:
     run("D optimized block", scoped("discriminator", lambda p: discriminator.optimized_block(
         p["a"], gf, "d_optimized_block1")), {"a": x["D optimized block"]})
 
+    def ylg_block(a, masks, name="g_ops", heads=8):
+        """YLG's sn_attention_block_sim (github.com/giannisdaras/ylg ops.py), its masks given (hamgan's, which
+        equal the official masks.py): heads split after the NHWC reshape, outputs with the heads last."""
+        with tf.variable_scope(name):
+            _, h, w, c = a.shape.as_list()
+            n, hidden = h * w, c // 8
+            theta = tf.transpose(tf.reshape(ops.sn_conv1x1(a, hidden, True, "sn_conv_theta"),
+                                            [-1, n, heads, hidden // heads]), [0, 2, 1, 3])
+            phi = tf.layers.max_pooling2d(ops.sn_conv1x1(a, hidden, True, "sn_conv_phi"), [2, 2], 2)
+            phi = tf.transpose(tf.reshape(phi, [-1, n // 4, heads, hidden // heads]), [0, 2, 1, 3])
+            attn = tf.nn.softmax(tf.matmul(theta, phi, transpose_b=True) + (1.0 - masks) * -1000.0)
+            g = tf.layers.max_pooling2d(ops.sn_conv1x1(a, c // 2, True, "sn_conv_g"), [2, 2], 2)
+            g = tf.transpose(tf.reshape(g, [-1, n // 4, heads, c // 2 // heads]), [0, 2, 1, 3])
+            attn_g = tf.reshape(tf.transpose(tf.matmul(attn, g), [0, 2, 3, 1]), [-1, h, w, c // 2])
+            sigma = tf.get_variable("sigma_ratio", [], initializer=tf.initializers.constant(0.0))
+            return a + sigma * ops.sn_conv1x1(attn_g, c, True, "sn_conv_attn")
+
+    run("YLG attention block", scoped("ylg", lambda p: ylg_block(p["a"], x["ylg masks"])),
+        {"a": x["YLG attention block"]})
+
     crops = []
     with tf.Graph().as_default(), tf.Session() as sess:
         fn = data_provider._preprocess_dataset_record_fn(128)
@@ -203,7 +224,8 @@ def torch_side(args: argparse.Namespace) -> tuple[dict, dict]:
     from hamgan.config import load_config
     from hamgan.data.transforms import tf_crop_and_resize
     from hamgan.nn.layers import ConditionalBatchNorm2d
-    from hamgan.nn.networks import Discriminator, Generator
+    from hamgan.nn.networks import Discriminator, Generator, build_context
+    from hamgan.nn.ylg import head_masks
 
     torch.manual_seed(args.seed)
     cfg = load_config(args.config, [f"model.num_classes={args.classes}", *args.overrides]).model
@@ -234,7 +256,15 @@ def torch_side(args: argparse.Namespace) -> tuple[dict, dict]:
     }
     for h, w in CROP_SIZES:
         x[f"crop {h}x{w}"] = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-    weights = {**tf_weights(G, "G"), **tf_weights(D, "D")}
+    ylg_cfg = load_config(ROOT / "configs" / "imagenet128_ylg.yaml", [f"model.num_classes={args.classes}"]).model
+    ylg = torch.nn.Module()  # YLG's block at G's 32x32 map, under G's scope names
+    ylg.context = build_context(ylg_cfg, ylg_cfg.g, 4 * gf, conditional=True).train()
+    with torch.no_grad():
+        ylg.context.gamma.fill_(0.7)
+    x["YLG attention block"] = rng.standard_normal((b, 32, 32, 4 * gf), dtype=np.float32)
+    x["ylg masks"] = head_masks(32, 32).astype(np.float32)
+    ylg_weights = {k.replace("generator/", "ylg/", 1): v for k, v in tf_weights(ylg, "G").items()}  # own scope
+    weights = {**tf_weights(G, "G"), **tf_weights(D, "D"), **ylg_weights}
     states = {"g": copy.deepcopy(G.state_dict()), "d": copy.deepcopy(D.state_dict())}
 
     def fresh(net: str):
@@ -267,6 +297,7 @@ def torch_side(args: argparse.Namespace) -> tuple[dict, dict]:
                 ours[check] = nhwc(module(nchw(a)))
             if check == "conditional BN":
                 ours[f"{check}|moving"] = (module.bn.running_mean.numpy().copy(), module.bn.running_var.numpy().copy())
+        ours["YLG attention block"] = nhwc(ylg.context(nchw(x["YLG attention block"])))
     crops = [tf_crop_and_resize(x[f"crop {h}x{w}"], 128) * np.float32(2 / 255) - 1 for h, w in CROP_SIZES]
     ours["data: crop_and_resize"] = np.stack(crops)
     payload = {**{f"w:{k}": v for k, v in weights.items()}, **{f"x:{k}": v for k, v in x.items()},
@@ -298,6 +329,8 @@ def compare(ours: dict, theirs: dict) -> list[tuple[str, str, float, float]]:
         rows.append((f"{net} SN vectors after the step", "compute_spectral_norm (u)", *worst))
     for check, (path, source) in OPS.items():
         rows.append((check, source, *differences(ours[check], theirs[check])))
+    rows.append(("YLG attention block", "ylg ops.sn_attention_block_sim (its TF code)",
+                 *differences(ours["YLG attention block"], theirs["YLG attention block"])))
     mean, var = ours["conditional BN|moving"]
     tf_mean = next(v for k, v in theirs.items() if k.startswith("conditional BN|") and k.endswith("moving_mean"))
     tf_var = next(v for k, v in theirs.items() if k.startswith("conditional BN|") and k.endswith("moving_variance"))

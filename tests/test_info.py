@@ -114,3 +114,28 @@ def test_ham_context_macs_include_the_decomposition_iterations(config_128, capsy
 def test_bad_config_is_a_clear_error(config_128, capsys):
     assert main([str(config_128), "model.g.context_res=48"]) == 2
     assert "[8, 16, 32, 64, 128]" in capsys.readouterr().err
+
+
+def test_layer_layout_of_hamgan_baby_beside_the_official_scopes(capsys):
+    """Issue 10: every layer, in forward order, with its resolution, channels, parameters, spectral-norm bound and
+    the official TF scope; the rows add up to the official counts without bread biases."""
+    assert main([str(ROOT / "configs" / "imagenet128_hamgan_baby.yaml"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    for net, total in (("G", 42_640_004), ("D", 39_475_906)):
+        rows = info[net]["layers"]
+        assert info[net]["params"] == total == sum(r["params"] for r in rows)
+        assert all(r["official"] for r in rows), [r["layer"] for r in rows if not r["official"]]
+        context = [r for r in rows if r["layer"].startswith("context")]
+        assert {r["res"] for r in context} == {32}
+        assert {r["sn"] for r in context if r["sn"]} == {"W/s"}  # sn_conv1x1
+        assert {r["sn"] for r in rows if r["sn"] and not r["layer"].startswith("context")} == {"W/max(1,s)"}
+    g = {r["layer"]: r for r in info["G"]["layers"]}
+    assert [r["layer"] for r in info["G"]["layers"]].index("context.lower") == 17  # after block3's 5 layers
+    assert g["context.lower"] == {"layer": "context.lower", "kind": "conv1x1 no bias", "res": 32,
+                                  "channels": "256 -> 256", "params": 65_536, "sn": "W/s",
+                                  "official": "generator/g_ops/sn_lower_bread"}
+    assert g["context"]["official"] == "generator/g_ops/sigma_ratio"
+    assert g["blocks.2.conv1"]["res"] == 32 and g["blocks.2.bn1"]["res"] == 16
+    assert main([str(ROOT / "configs" / "imagenet128_hamgan_baby.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "| context.norm | cond. BN | 32 | 256 x 1000 classes | 512,000 | - | generator/g_ops/upper_bread_bn |" in out

@@ -35,7 +35,8 @@ def context_of(net: nn.Module, kind: type[nn.Module]) -> nn.Module:
         found = "no context block" if block is None else f"a {type(block).__name__}"
         raise ValueError(
             f"{type(net).__name__} has {found}, not a {kind.__name__}: use a network built with "
-            f"model.context={'ham' if kind is Hamburger else 'attention'}"
+            f"model.{'g' if type(net).__name__ == 'Generator' else 'd'}.context="
+            f"{'ham' if kind is Hamburger else 'attention'}"
         )
     return block
 

@@ -98,9 +98,9 @@ def test_attention_maps_are_the_weights_of_the_forward():
 
 
 @pytest.mark.parametrize("context, fn, needed", [
-    ("none", hamburger_coefficients, "model.context=ham"),
-    ("attention", hamburger_coefficients, "model.context=ham"),
-    ("ham", attention_maps, "model.context=attention"),
+    ("none", hamburger_coefficients, "model.g.context=ham"),
+    ("attention", hamburger_coefficients, "model.g.context=ham"),
+    ("ham", attention_maps, "model.g.context=attention"),
 ])
 def test_wrong_context_block_is_a_clear_error(context, fn, needed):
     if context == "none":

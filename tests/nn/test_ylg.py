@@ -4,6 +4,7 @@ multi-head block (heads, channel order, masking, identity at init, parameters)."
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,3 +151,25 @@ def test_channel_and_size_errors():
         YLGAttention(64)(torch.randn(1, 32, 4, 4))
     with pytest.raises(ValueError, match="even"):
         YLGAttention(64)(torch.randn(1, 64, 5, 4))
+
+
+@pytest.mark.slow
+def test_the_ylg_config_trains_a_few_steps_on_cpu(tmp_path):
+    """configs/imagenet128_ylg.yaml, made small (32x32 synthetic data, width 16: 64 channels at the 16x16 blocks),
+    through the trainer's Python API."""
+    from hamgan.config import load_config
+    from hamgan.train import run
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "imagenet128_ylg.yaml"
+    cfg = load_config(config, [
+        "model.resolution=32", "model.num_classes=4", "model.z_dim=16", "model.g.channels=16", "model.d.channels=16",
+        "model.g.context_res=16", "model.d.context_res=16", "data.name=synthetic", "data.synthetic_size=32",
+        "data.num_workers=0", "train.steps=3", "train.batch_size=8", "train.threads=1", "train.log_every=1",
+        "train.ckpt_every=3", "train.sample_every=0", "train.fid.every=0", "train.amp=none", "log.wandb=disabled",
+        "log.tqdm=false"])
+    assert cfg.model.g.context == cfg.model.d.context == "ylg" and cfg.model.g.ylg.heads == 8
+    metrics = run(cfg, tmp_path / "run")
+    assert np.isfinite(metrics["loss_d"]) and np.isfinite(metrics["loss_g"])
+    state = torch.load(tmp_path / "run" / "ckpt-000000003.pt", weights_only=False)
+    assert "context.theta.parametrizations.weight.original" in state["G"]
+    assert state["G"]["context.gamma"] != 0  # the block opened
