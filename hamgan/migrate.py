@@ -15,7 +15,8 @@ the old schema. :func:`migrate` rewrites it: the context and Hamburger settings 
 the values that reproduce the old networks and data exactly (:data:`LEGACY`): orthogonal init when ``init`` is
 absent, torch's batch norm (eps 1e-5, momentum 0.1, unbiased running variance), torch's spectral norm (exact
 bound everywhere, no eval-mode iteration, 15 warm-up iterations), biased breads and the old v2 cheese (for networks
-with a Hamburger; the others keep the defaults, which do not affect them), and PIL bicubic resizing. Checkpoints and run folders of the old schema therefore load and give the same outputs as before.
+with a Hamburger; the others keep the defaults, which do not affect them), and PIL bicubic resizing. Checkpoints
+and run folders of the old schema therefore load and give the same outputs as before.
 
 A mapping that mixes old and new keys is refused with a message that says how to write the old keys. Overrides of
 old keys are translated by :func:`translate_override` (``model.context=attention`` sets ``model.g.context`` and
@@ -34,6 +35,7 @@ import yaml
 
 OLD_HAM = {"kind": "nmf", "steps": 6, "eval_steps": None, "grad": "one_step", "version": "v1", "groups": 1}
 OLD_RANK = {"g": 32, "d": 16}
+CONTEXT_BLOCKS = ("none", "ham", "attention", "ylg")
 LEGACY = {  # values of the keys the old schema did not have, reproducing the old networks and data
     "init": "orthogonal",
     "bn": {"eps": 1e-5, "momentum": 0.1, "running_var": "unbiased"},
@@ -54,28 +56,26 @@ def _config_error(message: str) -> Exception:
     return ConfigError(message)
 
 
-def old_keys(data: Any) -> list[str]:
-    """The dotted keys of ``data`` that belong to the old schema only."""
+def _present(data: Any, model_keys: tuple[str, ...], net_keys: tuple[str, ...]) -> list[str]:
+    """The dotted keys ``model.<k>`` (k in ``model_keys``) and ``model.<g|d>.<k>`` (``net_keys``) found in ``data``."""
     model = data.get("model") if isinstance(data, dict) else None
     if not isinstance(model, dict):
         return []
-    keys = [f"model.{k}" for k in ("context", "ham") if k in model]
+    keys = [f"model.{k}" for k in model_keys if k in model]
     for net in ("g", "d"):
         if isinstance(model.get(net), dict):
-            keys += [f"model.{net}.{k}" for k in ("ham_dim", "ham_rank") if k in model[net]]
+            keys += [f"model.{net}.{k}" for k in net_keys if k in model[net]]
     return keys
+
+
+def old_keys(data: Any) -> list[str]:
+    """The dotted keys of ``data`` that belong to the old schema only."""
+    return _present(data, ("context", "ham"), ("ham_dim", "ham_rank"))
 
 
 def new_keys(data: Any) -> list[str]:
     """The dotted model keys of ``data`` that belong to the new schema only."""
-    model = data.get("model") if isinstance(data, dict) else None
-    if not isinstance(model, dict):
-        return []
-    keys = [f"model.{k}" for k in ("bn", "sn") if k in model]
-    for net in ("g", "d"):
-        if isinstance(model.get(net), dict):
-            keys += [f"model.{net}.{k}" for k in ("context", "ham", "ylg") if k in model[net]]
-    return keys
+    return _present(data, ("bn", "sn"), ("context", "ham", "ylg"))
 
 
 def migrate(data: Any) -> Any:
@@ -118,6 +118,10 @@ def translate_override(key: str, value: Any) -> list[tuple[str, Any]]:
     """An override of an old key as overrides of its new keys, e.g. ``model.ham.kind`` -> G's and D's."""
     parts = key.split(".")
     if key == "model.context":
+        if value not in CONTEXT_BLOCKS:
+            choices = ", ".join(repr(c) for c in CONTEXT_BLOCKS)
+            raise _config_error(f"config key 'model.context' must be one of {choices} (it sets model.g.context and "
+                                f"model.d.context), got {value!r}")
         return [("model.g.context", value), ("model.d.context", value)]
     if key == "model.ham":
         if not isinstance(value, dict):

@@ -70,6 +70,18 @@ def ensure_venv(venv: Path) -> Path:
     return python
 
 
+def tf_value(name: str, weights: dict[str, np.ndarray]) -> np.ndarray:
+    """hamgan's value of the TF variable ``name``; a spectral-norm vector ``<scope>/<W>/spectral_normalize/...``
+    (or beside W, for the embedding) is the ``<W>#u`` entry of ``weights``."""
+    if name.endswith(U_SUFFIX):
+        for key in (k[:-2] for k in weights if k.endswith("#u")):
+            if name.endswith(f"{key}/{U_SUFFIX}") or name == f"{key.rsplit('/', 1)[0]}/{U_SUFFIX}":
+                return weights[f"{key}#u"]
+    if name not in weights:
+        raise KeyError(f"no hamgan value for the TF variable {name}")
+    return weights[name]
+
+
 def tf_worker(inp: str, out: str) -> None:
     """Build the TF-GAN graphs of every check, load the weights, run, write the outputs to ``out``."""
     import sys
@@ -88,16 +100,6 @@ def tf_worker(inp: str, out: str) -> None:
     gf, classes = int(data["gf"]), int(data["classes"])
     results: dict[str, np.ndarray] = {}
 
-    def value(var: tf.Variable) -> np.ndarray:
-        name = var.name[:-2]
-        if name.endswith(U_SUFFIX):  # the vector of the weight W: "<scope>/<W>/spectral_normalize/..." or beside W
-            for key in (k[:-2] for k in weights if k.endswith("#u")):
-                if name.endswith(f"{key}/{U_SUFFIX}") or name == f"{key.rsplit('/', 1)[0]}/{U_SUFFIX}":
-                    return weights[f"{key}#u"]
-        if name not in weights:
-            raise KeyError(f"no hamgan value for the TF variable {name} {var.shape}")
-        return weights[name]
-
     def run(check: str, build, feeds: dict, update: bool = False) -> None:
         graph = tf.Graph()
         with graph.as_default(), tf.Session(config=tf.ConfigProto(intra_op_parallelism_threads=2)) as sess:
@@ -105,7 +107,7 @@ def tf_worker(inp: str, out: str) -> None:
             output = build(placeholders)
             variables = tf.global_variables()
             for var in variables:
-                var.load(value(var).reshape(var.shape.as_list()), sess)
+                var.load(tf_value(var.name[:-2], weights).reshape(var.shape.as_list()), sess)
             fetches = [output] + ([tf.get_collection(tf.GraphKeys.UPDATE_OPS)] if update else [])
             results[check] = sess.run(fetches, {placeholders[k]: v for k, v in feeds.items()})[0]
             for var in variables:  # after the step: power-iteration vectors, moving statistics
@@ -123,8 +125,8 @@ def tf_worker(inp: str, out: str) -> None:
                 return fn(p)
         return build
 
-    run("SN conv 3x3", scoped("generator/g_block2", lambda p: ops.snconv2d(p["a"], 8 * gf, 3, 3, 1, 1, True, "snconv1")),
-        {"a": x["SN conv 3x3"]})
+    run("SN conv 3x3", scoped("generator/g_block2", lambda p: ops.snconv2d(p["a"], 8 * gf, 3, 3, 1, 1, True,
+                                                                            "snconv1")), {"a": x["SN conv 3x3"]})
     run("SN linear", scoped("generator", lambda p: ops.snlinear(p["a"], gf * 16 * 4 * 4, training=True, name="g_snh0")),
         {"a": x["SN linear"]})
     run("SN embedding", scoped("discriminator", lambda p: ops.sn_embedding(p["y"], classes, 16 * gf,
@@ -209,7 +211,8 @@ def tf_weights(net, name: str) -> dict[str, np.ndarray]:
             gain, bias = (m.gain, m.bias) if conditional else (m.weight[None], m.bias[None])
             out[f"{scope}/gamma"] = gain.detach()[:, None, None, :].numpy()
             out[f"{scope}/beta"] = bias.detach()[:, None, None, :].numpy()
-            out[f"{scope}/moving_mean"], out[f"{scope}/moving_variance"] = bn.running_mean.numpy(), bn.running_var.numpy()
+            out[f"{scope}/moving_mean"] = bn.running_mean.numpy()
+            out[f"{scope}/moving_variance"] = bn.running_var.numpy()
         if path == "context":
             out[f"{scope}/sigma_ratio"] = next(p for k, p in m.named_parameters(recurse=False)).detach().numpy()
     return {k: np.array(v, copy=True) for k, v in out.items()}  # copies: .numpy() shares the buffers' memory
@@ -323,8 +326,9 @@ def compare(ours: dict, theirs: dict) -> list[tuple[str, str, float, float]]:
     for net in ("G", "D"):  # the power-iteration vectors after the training step
         worst = (0.0, 0.0)
         for key, v in ours[f"{net}|u"].items():
-            tf_key = next(k for k in theirs if k.startswith(f"{net}|") and
-                          (k.endswith(f"{key[:-2]}/{U_SUFFIX}") or k == f"{net}|{key[:-2].rsplit('/', 1)[0]}/{U_SUFFIX}"))
+            weight = key[:-2]  # "<scope>/<variable>" without "#u"
+            tf_key = next(k for k in theirs if k.startswith(f"{net}|") and (
+                k.endswith(f"{weight}/{U_SUFFIX}") or k == f"{net}|{weight.rsplit('/', 1)[0]}/{U_SUFFIX}"))
             worst = max(worst, differences(v, theirs[tf_key]))
         rows.append((f"{net} SN vectors after the step", "compute_spectral_norm (u)", *worst))
     for check, (path, source) in OPS.items():

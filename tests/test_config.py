@@ -56,7 +56,8 @@ def test_yaml_1_1_float_strings_and_ints_as_floats(tmp_path):
         ("train.compile=yes please", "config key 'train.compile' must be true or false"),
         ("model.g.context=transformer", "config key 'model.g.context' must be one of 'none', 'ham', 'attention', "
                                         "'ylg'"),
-        ("model.context=transformer", "config key 'model.g.context' must be one of"),  # the old key, translated
+        ("model.context=transformer", "config key 'model.context' must be one of 'none', 'ham', 'attention', "
+                                      "'ylg' (it sets model.g.context and model.d.context)"),  # the old key
         ("model.bn.eps=small", "config key 'model.bn.eps' must be of type float"),
         ("model.sn.bound=two", "config key 'model.sn.bound' must be one of 'at_most_one', 'exact'"),
         ("data.resize=nearest", "config key 'data.resize' must be one of 'tf-bilinear', 'pil-bicubic'"),

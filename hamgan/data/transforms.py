@@ -115,5 +115,6 @@ def resize_images(images: np.ndarray, resolution: int, method: str = "pil-bicubi
             out[i] = to_uint8(tf_crop_and_resize(image, resolution))
             continue
         pil = Image.fromarray(image[..., 0] if c == 1 else image)
-        out[i] = np.asarray(pil.resize((resolution, resolution), PIL_FILTERS[method])).reshape(resolution, resolution, c)
+        resized = pil.resize((resolution, resolution), PIL_FILTERS[method])
+        out[i] = np.asarray(resized).reshape(resolution, resolution, c)
     return out

@@ -138,7 +138,8 @@ def sn_options(cfg: ModelConfig, spectral_norm: bool = True) -> tuple[SNOptions 
     if not spectral_norm:
         return False, False
     sn = cfg.sn
-    return (SNOptions(sn.bound, sn.eval_iteration, sn.warmup), SNOptions(sn.context_bound, sn.eval_iteration, sn.warmup))
+    return (SNOptions(sn.bound, sn.eval_iteration, sn.warmup),
+            SNOptions(sn.context_bound, sn.eval_iteration, sn.warmup))
 
 
 def build_context(

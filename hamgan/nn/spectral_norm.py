@@ -63,7 +63,8 @@ class SpectralNorm(nn.Module):
         super().__init__()
         if weight.ndim < 2:
             raise ValueError(f"spectral norm needs a weight of 2 or more dimensions, got shape {tuple(weight.shape)}")
-        self.bound, self.eval_iteration, self.warmup, self.eps = options.bound, options.eval_iteration, options.warmup, eps
+        self.bound, self.eval_iteration, self.warmup = options.bound, options.eval_iteration, options.warmup
+        self.eps = eps
         matrix = weight.detach().flatten(1)
         # the same draws as torch's parametrization, so that networks initialise identically with either
         self.register_buffer("_u", F.normalize(matrix.new_empty(matrix.shape[0]).normal_(0, 1), dim=0, eps=eps))
