@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hamgan import train as train_mod
+from hamgan.train import loop as loop_mod
 from hamgan.checkpoint import list_checkpoints, load_checkpoint
 from hamgan.config import load_config, save_config
 from hamgan.train import GRID_COLUMNS, Trainer, main, resolve_config, run
@@ -207,7 +207,7 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path, capsys):
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys, network):
     """A NaN loss at step 3 stops the run (exit 3) naming the step and the network; ckpt at step 2 is intact."""
     name = "d_loss" if network == "D" else "g_loss"
-    real_loss = getattr(train_mod, name)
+    real_loss = getattr(loop_mod, name)
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -216,7 +216,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, ca
         return loss * float("nan") if calls["n"] == 3 else loss
 
     out = tmp_path / "r"
-    monkeypatch.setattr(train_mod, name, poisoned)
+    monkeypatch.setattr(loop_mod, name, poisoned)
     assert main([str(tiny_config(tmp_path)), "--out", str(out), "--steps", "6"]) == 3
     err = capsys.readouterr().err
     assert f"diverged at step 3: the {network} loss is nan" in err
