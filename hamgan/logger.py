@@ -189,5 +189,8 @@ class RunLogger:
             self.bar.close()
             self.bar = None
         if self.wandb_run is not None:
+            import wandb
+
             self.wandb_run.finish()
             self.wandb_run = None
+            wandb.teardown()  # finish() returns before the service has written everything; wait for it

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -323,3 +324,69 @@ def test_cli_overrides_and_module_entry_point(tmp_path):
     assert result.returncode == 0, result.stderr
     saved = load_config(tmp_path / "r" / "config.yaml")
     assert saved.train.batch_size == 4 and saved.train.steps == 1
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Batch norm groups, cross-replica BN in one process, torch.compile
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_bn_sees_micro_batches_and_warns_below_16_images(tmp_path):
+    """train.accumulate splits the BN batch: every BN layer of G normalises over one micro-batch (8 / 2 = 4)."""
+    from hamgan import distributed
+    from hamgan.distributed import CrossReplicaBatchNorm2d
+
+    cfg = load_config(TINY, ["train.accumulate=2", "train.sync_bn=true"])
+    with pytest.warns(UserWarning, match=r"batch norm in G normalises over 4 images per group "
+                                         r"\(train.batch_size=8 / train.accumulate=2; accumulation splits"):
+        trainer = Trainer(cfg, tmp_path / "r", distributed.setup("cpu"))
+    sizes = []
+    for m in trainer.G.modules():
+        assert not isinstance(m, CrossReplicaBatchNorm2d)  # sync_bn is a no-op in a single process
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
+    trainer.train_step()
+    trainer.close()
+    assert len(sizes) > 0 and set(sizes) == {4}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Trainer(load_config(TINY, ["train.batch_size=32"]), tmp_path / "r32", distributed.setup("cpu")).close()
+
+
+def test_bn_group_of_several_ranks():
+    from hamgan.train.loop import bn_group_warning
+
+    assert bn_group_warning(micro=8, world_size=4, sync_bn=True, batch=64, accumulate=2) is None  # 32 per group
+    text = bn_group_warning(micro=8, world_size=4, sync_bn=False, batch=64, accumulate=2)
+    assert "over 8 images per group (train.batch_size=64 / train.accumulate=2 / 4 ranks" in text
+    assert text.endswith("or set train.sync_bn=true")
+    text = bn_group_warning(micro=2, world_size=4, sync_bn=True, batch=16, accumulate=2)
+    assert "over 8 images per group (train.batch_size=16 / train.accumulate=2 over 4 ranks with train.sync_bn" in text
+
+
+@pytest.mark.slow
+def test_compile_matches_eager_on_cpu(tmp_path, monkeypatch):
+    """train.compile=true (inductor, C++ on the CPU) trains like eager: the losses of 3 steps agree to 1e-4 and the
+    weights to 1e-4 relative (L2 over each network). fallback_random makes compiled code draw the Hamburger's
+    random bases as eager does. (Single weights are no good measure: Adam with beta1 = 0 moves the biases in front
+    of batch norm, whose gradient is zero up to rounding, by +-lr whatever the rounding's sign.)"""
+    import torch._inductor.config as inductor_config
+
+    from hamgan import distributed
+
+    monkeypatch.setattr(inductor_config, "fallback_random", True)
+    results = []
+    for compile_ in (False, True):
+        cfg = load_config(TINY, [f"train.compile={str(compile_).lower()}"])
+        trainer = Trainer(cfg, tmp_path / f"c{compile_}", distributed.setup("cpu"))
+        losses = [{k: float(v) for k, v in trainer.train_step().items()} for _ in range(3)]
+        trainer.close()
+        weights = [torch.cat([v.flatten() for v in net.state_dict().values() if v.is_floating_point()])
+                   for net in (trainer.G, trainer.D)]
+        results.append((losses, weights))
+    (eager_losses, eager_w), (comp_losses, comp_w) = results
+    for a, b in zip(eager_losses, comp_losses):
+        for k in a:
+            assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-5), k
+    for e, c in zip(eager_w, comp_w):
+        assert (c - e).norm() / e.norm() < 1e-4
