@@ -334,3 +334,17 @@ def test_peer_monitor_names_a_failed_and_a_silent_rank(monkeypatch):
         else:
             assert "stopped responding" in m0.verdict and time.time() - start >= 3
     del server
+
+
+@pytest.mark.slow
+def test_torchrun_cli_with_peer_monitor(tmp_path):
+    """hamgan.train under torchrun, as the launch script runs it: the peer monitors join the agent's store (3 s
+    staleness here), and the ranks finish with exit 0 without a false alarm when one rank ends before the other."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "hamgan.train", str(TINY), "--out", str(out), "--steps", "3", "train.dist_timeout_min=0.2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "stops:" not in result.stderr and "cannot reach the store" not in result.stderr
+    assert (out / "ckpt-000000003.pt").is_file() and not (out / "train.lock").exists()

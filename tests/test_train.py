@@ -390,3 +390,43 @@ def test_compile_matches_eager_on_cpu(tmp_path, monkeypatch):
             assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-5), k
     for e, c in zip(eager_w, comp_w):
         assert (c - e).norm() / e.norm() < 1e-4
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Periodic FID: fail early, errors logged
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_fid_network_is_loaded_at_start_and_fails_early(tmp_path, monkeypatch, capsys):
+    import hamgan.metrics
+    from hamgan.metrics import InceptionWeightsError
+
+    def missing(*args, **kwargs):
+        raise InceptionWeightsError("the FID Inception weights could not be loaded (no file)")
+
+    monkeypatch.setattr(hamgan.metrics, "InceptionFeatures", missing)
+    out = tmp_path / "r"
+    assert main([str(tiny_config(tmp_path)), "--out", str(out), "--steps", "4", "train.fid.every=2"]) == 2
+    assert "Inception weights could not be loaded" in capsys.readouterr().err
+    assert not list_checkpoints(out)  # stopped before the first step
+
+
+def test_an_error_inside_a_periodic_fid_is_logged_and_training_goes_on(tmp_path, monkeypatch, capsys, fid_weights):
+    import numpy as np
+
+    import hamgan.metrics
+
+    ref = tmp_path / "ref.npz"
+    np.savez(ref, mu=np.zeros(2048), sigma=np.eye(2048))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(hamgan.metrics, "generator_statistics", broken)
+    out = tmp_path / "r"
+    assert main([str(tiny_config(tmp_path)), "--out", str(out), "--steps", "4", "train.fid.every=2",
+                 f"train.fid.ref_stats={ref}"]) == 0
+    printed = capsys.readouterr().out
+    assert "step 2: FID failed (rank 0: RuntimeError: CUDA out of memory (simulated)); training continues" in printed
+    assert load_checkpoint(out / "ckpt-000000004.pt")["step"] == 4
+    assert not [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "fid" in r]

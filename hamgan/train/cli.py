@@ -72,29 +72,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def exit_status(error: BaseException) -> tuple[int, str] | None:
+    """``(exit status, message prefix)`` of an error that ends a run cleanly (one line, no traceback), else None."""
     from hamgan.data.dataset import DatasetError
     from hamgan.metrics import InceptionWeightsError, StatsError
 
     bad_input = (ConfigError, CheckpointError, DatasetError, LockError, InceptionWeightsError, StatsError,
                  distributed.MainRankFailed)
+    for kinds, status, prefix in [(bad_input, EXIT_BAD_INPUT, "error: "), (TrainingDiverged, EXIT_DIVERGED, ""),
+                                  (CheckpointWriteError, EXIT_WRITE_FAILED, "error: "), (PeerLost, EXIT_PEER_LOST, "")]:
+        if isinstance(error, kinds):
+            return status, prefix
+    if isinstance(error, TrainingStopped):
+        return 128 + error.signum, ""
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     try:
         cfg, notes = resolve_config(args.config, args.out, args.overrides, args.steps)
         run(cfg, args.out, notes)
-    except bad_input as e:
-        print(f"hamgan-train: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except TrainingDiverged as e:
-        print(f"hamgan-train: {e}", file=sys.stderr)
-        return EXIT_DIVERGED
-    except CheckpointWriteError as e:
-        print(f"hamgan-train: error: {e}", file=sys.stderr)
-        return EXIT_WRITE_FAILED
-    except PeerLost as e:
-        print(f"hamgan-train: {e}", file=sys.stderr)
-        return EXIT_PEER_LOST
-    except TrainingStopped as e:
-        print(f"hamgan-train: {e}", file=sys.stderr)
-        return 128 + e.signum
+    except Exception as e:
+        known = exit_status(e)
+        if known is None:
+            raise
+        status, prefix = known
+        print(f"hamgan-train: {prefix}{e}", file=sys.stderr)
+        return status
     return 0

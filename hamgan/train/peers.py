@@ -27,6 +27,7 @@ import socket
 import sys
 import threading
 import time
+import warnings
 from typing import Any
 
 import torch.distributed as dist
@@ -71,11 +72,17 @@ class PeerMonitor:
         if not host or not port:  # process group made some other way: no store to reach
             return
         generation = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-        store = dist.TCPStore(host, int(port), is_master=False, timeout=datetime.timedelta(seconds=self.stale),
-                              wait_for_workers=False)
-        self._store = dist.PrefixStore(f"hamgan-peers/{generation}", store)
-        self._store.set(f"who/{rank}", f"{socket.gethostname()} pid {os.getpid()}")
-        self._store.set(f"beat/{rank}", "0")
+        try:
+            store = dist.TCPStore(host, int(port), is_master=False, timeout=datetime.timedelta(seconds=self.stale),
+                                  wait_for_workers=False)
+            self._store = dist.PrefixStore(f"hamgan-peers/{generation}", store)
+            self._store.set(f"who/{rank}", f"{socket.gethostname()} pid {os.getpid()}")
+            self._store.set(f"beat/{rank}", "0")
+        except Exception as e:  # training works without the monitor; only the naming of a lost rank is gone
+            warnings.warn(f"rank {rank}: the peer monitor cannot reach the store {host}:{port} ({e}); a lost rank "
+                          "will not be named", stacklevel=2)
+            self._store = None
+            return
         self._thread = threading.Thread(target=self._watch, name="hamgan-peer-monitor", daemon=True)
         self._thread.start()
 

@@ -52,7 +52,9 @@ def to_model_input(x: torch.Tensor, flip: torch.Tensor | None = None) -> torch.T
     (0 -> -1, 255 -> 1 exactly); float batches pass through. ``flip`` (B,) bool mirrors those images left-right."""
     if x.dtype == torch.uint8:
         x = x.float().div_(127.5).sub_(1.0)
-    elif not x.is_floating_point():
+    elif x.is_floating_point():
+        x = x.to(torch.float32)
+    else:
         raise TypeError(f"data set images must be uint8 or float, got {x.dtype}")
     if flip is not None:
         x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
