@@ -12,6 +12,7 @@ A checkpoint is one ``torch.save`` file holding a dict::
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import tempfile
@@ -28,28 +29,40 @@ class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or does not fit the model it is loaded into."""
 
 
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint that could not be written (disk full, quota, permissions); the previous file is untouched."""
+
+
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
     """Write ``state`` to ``path`` atomically: temporary file in the same folder, fsync, rename, fsync folder.
 
-    A crash at any moment leaves either the old file or the complete new one, never a truncated file.
+    A crash at any moment leaves either the old file or the complete new one, never a truncated file. An operating
+    system error (ENOSPC, EDQUOT, EACCES, ...) removes the temporary file and raises :class:`CheckpointWriteError`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             torch.save({"format": FORMAT, **state}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) or isinstance(e.__cause__, OSError):  # torch.save wraps write errors
+            os_error = e if isinstance(e, OSError) else e.__cause__
+            name = errno.errorcode.get(os_error.errno, "") if os_error.errno else ""
+            reason = f"{os_error.strerror or os_error}" + (f" ({name})" if name else "")
+            raise CheckpointWriteError(f"could not write checkpoint {path}: {reason}") from e
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

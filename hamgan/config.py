@@ -188,12 +188,17 @@ class TrainConfig:
     d_steps: int = 1  # D updates per G update
     accumulate: int = 1  # micro-batches per update (batch_size is split into this many)
     ema: EMAConfig = field(default_factory=EMAConfig)
-    amp: Literal["auto", "bf16", "fp16", "none"] = "auto"  # auto: bf16 on GPU, none on CPU
+    # auto: none on CPU; on GPU bf16 where native (compute capability >= 8), else fp16 + loss scaling
+    amp: Literal["auto", "bf16", "fp16", "none"] = "auto"
     compile: bool = False
     channels_last: bool = False
+    # cross-replica batch norm in G: statistics over the micro-batches of all ranks (the official TPU code's
+    # cross-replica BN); a no-op in a single process. False: each rank's own micro-batch.
     sync_bn: bool = False
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
+    dist_backend: Literal["auto", "nccl", "gloo"] = "auto"  # auto: NCCL on GPU, gloo on CPU
+    dist_timeout_min: float = 30.0  # timeout of every collective; a dead rank is named within a quarter of it
     threads: int = 0  # torch CPU threads (0: torch default)
     log_every: int = 50
     sample_every: int = 1000

@@ -1,13 +1,18 @@
-"""Data-parallel training across processes: torchrun environment, DDP wrapping, sharded resumable data order.
+"""Data-parallel training across processes: process group, collectives, DDP wrapping, sharded data order,
+cross-replica batch norm.
 
 Launch with ``torchrun`` (one process per GPU, any number of nodes); without it the trainer runs as a single
-process. ``torchrun`` sets RANK, LOCAL_RANK and WORLD_SIZE; the process group uses NCCL on GPUs and gloo on CPUs.
+process. ``torchrun`` sets RANK, LOCAL_RANK and WORLD_SIZE; the process group uses NCCL on GPUs and gloo on CPUs
+(``train.dist_backend``), with the timeout ``train.dist_timeout_min`` for every collective. Small control messages
+(the resume decision, status of rank 0's work, FID values) go through a gloo group on the CPU, so they never need a
+GPU stream; on CPU runs that is the default group itself.
 
 Batch size: ``train.batch_size`` is the GLOBAL batch of one optimiser update, summed over all ranks and
 gradient-accumulation micro-batches. Each rank's forward pass sees ``batch_size / (world_size * accumulate)``
 images (an error unless divisible). DDP averages gradients over ranks and the losses are means, so an update is the
-same as with one process holding the whole batch (up to batch-norm statistics, which are per rank unless
-``train.sync_bn``).
+same as with one process holding the whole batch, up to batch-norm statistics: each BN layer of G normalises over
+one micro-batch of its rank, or over the micro-batches of all ranks with ``train.sync_bn``
+(:class:`CrossReplicaBatchNorm2d`). Accumulation never widens a BN batch: BN sees micro-batches.
 
 Buffers: the networks' buffers are the spectral-norm power-iteration vectors (u, v) and the generator's batch-norm
 running statistics. DDP is used with buffer syncing on (``forward_sync_buffers=True``, ``broadcast_buffers`` before
@@ -22,6 +27,8 @@ no discriminator gradients are computed or all-reduced there.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import inspect
 import os
 from dataclasses import dataclass
@@ -31,6 +38,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import Dataset, DistributedSampler
+
+_CONTROL: Any = None  # the gloo group of control messages (the default group on CPU runs)
 
 
 @dataclass(frozen=True)
@@ -65,22 +74,32 @@ def resolve_device(pref: str, local_rank: int = 0) -> torch.device:
     return device
 
 
-def setup(device_pref: str = "auto") -> DistInfo:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1), else describe a single process."""
+def setup(device_pref: str = "auto", timeout_min: float = 30.0, backend: str = "auto") -> DistInfo:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1), else describe a single process.
+
+    ``backend`` "auto" is NCCL on GPUs and gloo on CPUs; "gloo" on GPUs serves e.g. two ranks sharing one GPU
+    (NCCL refuses that). ``timeout_min`` bounds every collective (torch's NCCL default is 10 minutes).
+    """
+    global _CONTROL
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_pref, local_rank)
     if world_size > 1 and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        kwargs: dict[str, Any] = {"device_id": device} if device.type == "cuda" else {}
-        dist.init_process_group(backend=backend, rank=rank, world_size=world_size, **kwargs)
+        if backend == "auto":
+            backend = "nccl" if device.type == "cuda" else "gloo"
+        timeout = datetime.timedelta(minutes=timeout_min)
+        kwargs: dict[str, Any] = {"device_id": device} if backend == "nccl" else {}
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size, timeout=timeout, **kwargs)
+        _CONTROL = None if backend == "gloo" else dist.new_group(backend="gloo", timeout=timeout)
     return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
 
 
 def cleanup() -> None:
+    global _CONTROL
     if dist.is_initialized():
         dist.destroy_process_group()
+    _CONTROL = None
 
 
 def micro_batch_size(global_batch: int, world_size: int, accumulate: int) -> int:
@@ -118,22 +137,25 @@ def unwrap(module: nn.Module) -> nn.Module:
             return module
 
 
-def all_finite(*values: torch.Tensor) -> bool:
-    """True when every tensor is finite on EVERY rank (so that all ranks stop together on a NaN)."""
-    ok = torch.stack([torch.isfinite(v.detach()).all() for v in values]).all().float()
-    if dist.is_initialized():
-        ok = ok.to("cuda" if dist.get_backend() == "nccl" else "cpu")
-        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
-    return bool(ok.item() == 1.0)
+# --------------------------------------------------------------------------------------------------------------------
+# Collectives (no-ops in a single process)
+# --------------------------------------------------------------------------------------------------------------------
 
 
-def any_rank(flag: bool) -> bool:
-    """True on every rank when ``flag`` is true on at least one rank (e.g. a stop signal that reached one rank)."""
+def collective_device(fallback: torch.device | None = None) -> torch.device:
+    """Where tensors of the default group's collectives must live: the GPU for NCCL, else the CPU."""
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu") if fallback is None or fallback.type != "cuda" else fallback
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank ``src``'s ``obj`` on every rank (pickled, over the CPU control group)."""
     if not dist.is_initialized():
-        return flag
-    t = torch.tensor([float(flag)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src, group=_CONTROL)
+    return box[0]
 
 
 def all_gather_object(obj: Any) -> list[Any]:
@@ -141,13 +163,151 @@ def all_gather_object(obj: Any) -> list[Any]:
     if not dist.is_initialized():
         return [obj]
     out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
+    dist.all_gather_object(out, obj, group=_CONTROL)
     return out
 
 
 def barrier() -> None:
     if dist.is_initialized():
-        dist.barrier()
+        dist.barrier(group=_CONTROL)
+
+
+class MainRankFailed(RuntimeError):
+    """Rank 0 failed inside :func:`main_rank_first`; raised on the other ranks."""
+
+
+@contextlib.contextmanager
+def main_rank_first(what: str) -> Iterator[None]:
+    """Run the body on rank 0 first, then on the other ranks (e.g. building a data set that rank 0 caches).
+
+    If rank 0's body raises, the other ranks raise :class:`MainRankFailed` naming ``what`` and rank 0's error
+    instead of running the body (no rank waits for a collective that never comes).
+    """
+    if not dist.is_initialized():
+        yield
+        return
+    if dist.get_rank() == 0:
+        try:
+            yield
+        except BaseException as e:
+            broadcast_object(f"{type(e).__name__}: {e}")
+            raise
+        broadcast_object(None)
+    else:
+        error = broadcast_object(None)
+        if error is not None:
+            raise MainRankFailed(f"rank 0 failed while {what}: {error}")
+        yield
+
+
+def all_reduce_feature_stats(stats: Any) -> Any:
+    """Sum ``stats.n``, ``stats.sum`` and ``stats.sum_outer`` (a :class:`hamgan.metrics.FeatureStats`) over ranks, in
+    place, so that every rank holds the statistics of all ranks' features (float64 sums: the order of ranks only
+    changes the last bits)."""
+    if not dist.is_initialized():
+        return stats
+    home = stats.sum.device
+    where = collective_device(home)
+    packed = [torch.tensor([float(stats.n)], dtype=torch.float64, device=where), stats.sum.to(where),
+              stats.sum_outer.to(where)]
+    for t in packed:
+        dist.all_reduce(t)
+    stats.n = int(packed[0].item())
+    stats.sum, stats.sum_outer = packed[1].to(home), packed[2].to(home)
+    return stats
+
+
+def shard_sizes(n: int, world_size: int) -> list[int]:
+    """``n`` items split over ranks as evenly as possible (the first ``n % world_size`` ranks get one more)."""
+    return [n // world_size + (r < n % world_size) for r in range(world_size)]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Cross-replica batch norm
+# --------------------------------------------------------------------------------------------------------------------
+
+
+class CrossReplicaBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training-mode statistics are those of the micro-batches of ALL ranks together.
+
+    The official HamGAN code trains on TPUs with cross-replica batch norm: the statistics of the global batch. Here
+    the per-channel sum, then the sum of squared deviations from the global mean, are all-reduced (two small
+    collectives per layer, differentiable through ``torch.distributed.nn.functional.all_reduce``), so outputs,
+    gradients and running statistics equal those of one BatchNorm2d over the concatenated micro-batches. Works on
+    any backend (gloo on CPU, NCCL), unlike ``torch.nn.SyncBatchNorm`` (GPU only). Statistics in float32 also
+    under autocast. In eval mode, in a single process, or while :func:`local_batch_norm` is active, it is a plain
+    BatchNorm2d; state-dict keys are BatchNorm2d's.
+
+    Shapes: (B, C, H, W) -> (B, C, H, W).
+    """
+
+    sync: bool = True
+
+    def _syncing(self) -> bool:
+        return (self.training and self.sync and dist.is_available() and dist.is_initialized()
+                and dist.get_world_size() > 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._syncing():
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        self._check_input_dim(x)
+        xf = x.float()
+        count = torch.full((1,), xf.numel() / xf.shape[1], dtype=torch.float32, device=xf.device)
+        totals = all_reduce(torch.cat([xf.sum((0, 2, 3)), count]))
+        n = totals[-1]
+        mean = totals[:-1] / n
+        centred = xf - mean.view(1, -1, 1, 1)
+        var = all_reduce(centred.square().sum((0, 2, 3))) / n  # biased, as batch norm normalises
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), momentum)
+                unbiased = var.detach() * n / (n - 1).clamp(min=1)
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), momentum)
+        y = centred * torch.rsqrt(var + self.eps).view(1, -1, 1, 1)
+        if self.affine:
+            y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        return y.to(x.dtype)
+
+
+def convert_cross_replica_bn(module: nn.Module) -> nn.Module:
+    """Replace every ``nn.BatchNorm2d`` inside ``module`` by a :class:`CrossReplicaBatchNorm2d` with the same
+    settings, parameters (the same Parameter objects) and buffers; returns ``module`` (or the new layer)."""
+    if type(module) is nn.BatchNorm2d:
+        new = CrossReplicaBatchNorm2d(module.num_features, module.eps, module.momentum, module.affine,
+                                      module.track_running_stats)
+        if module.affine:
+            new.weight, new.bias = module.weight, module.bias
+        for name, buffer in module.named_buffers(recurse=False):
+            setattr(new, name, buffer)
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        setattr(module, name, convert_cross_replica_bn(child))
+    return module
+
+
+@contextlib.contextmanager
+def local_batch_norm(module: nn.Module) -> Iterator[nn.Module]:
+    """Within the block, the cross-replica BN layers of ``module`` use this rank's batch only (for sampling on one
+    rank in training mode, which must not wait for the other ranks)."""
+    layers = [m for m in module.modules() if isinstance(m, CrossReplicaBatchNorm2d)]
+    saved = [m.sync for m in layers]
+    for m in layers:
+        m.sync = False
+    try:
+        yield module
+    finally:
+        for m, s in zip(layers, saved):
+            m.sync = s
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Sharded, resumable data order
+# --------------------------------------------------------------------------------------------------------------------
 
 
 class ResumableSampler(DistributedSampler):

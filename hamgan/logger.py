@@ -7,6 +7,16 @@ Files in the run folder::
     metrics.jsonl     one JSON object per logged step: {"step": ..., "loss_g": ..., ...}
     wandb/            the W&B run (offline mode: sync later with ``wandb sync RUN/wandb/offline-run-*``)
     wandb_id.txt      the W&B run id, so a resumed training continues the same W&B run
+
+Resuming (``metrics.jsonl`` is the record: on resume it is cut back to the checkpoint's step, so it holds every
+step once). W&B continues the same run (``resume="allow"`` with the saved id), and no step is lost or doubled:
+
+- offline: W&B writes a new ``offline-run-<time>-<id>`` folder per session. The resumed session therefore first
+  replays the history up to the checkpoint (``metrics.jsonl`` and the sample grids ``samples/step-*.png``) into its
+  new folder, then deletes the previous session folders of the same id: one folder, every step once;
+- online: the server already holds the steps the interrupted session logged, also those after the checkpoint
+  (W&B steps only increase). They are kept; the resumed session sends steps after the last one the server has
+  (what it would have sent again are the same steps, recomputed exactly on CPU) and says so in one line.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -77,21 +88,23 @@ class RunLogger:
         self.metrics_path = self.run_dir / "metrics.jsonl"
         self.bar: tqdm | None = None
         self.wandb_run = None
+        self.wandb_next_step = 0  # W&B drops steps below the last one it holds (online resume)
         if not enabled:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         truncate_metrics(self.metrics_path, resume_step)
         if wandb_mode != "disabled":
-            self.wandb_run = self._init_wandb(config, wandb_mode, project, name or self.run_dir.name)
+            self.wandb_run = self._init_wandb(config, wandb_mode, project, name or self.run_dir.name, resume_step)
 
-    def _init_wandb(self, config: dict | None, mode: str, project: str, name: str):
+    def _init_wandb(self, config: dict | None, mode: str, project: str, name: str, resume_step: int):
         import wandb
 
         id_file = self.run_dir / "wandb_id.txt"
         run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:8]
         id_file.write_text(run_id + "\n")
         os.environ.setdefault("WANDB_SILENT", "true")
-        return wandb.init(
+        earlier = sorted((self.run_dir / "wandb").glob(f"offline-run-*-{run_id}")) if mode == "offline" else []
+        run = wandb.init(
             project=project,
             name=name,
             id=run_id,
@@ -100,6 +113,34 @@ class RunLogger:
             mode=mode,
             config=config,
         )
+        if mode == "offline" and resume_step > 0:
+            self._replay(run, resume_step)
+            for folder in earlier:
+                if Path(folder) != Path(run.dir).parent:
+                    shutil.rmtree(folder, ignore_errors=True)
+        if mode == "online" and run.starting_step > resume_step + 1:
+            self.wandb_next_step = run.starting_step
+            self.write(f"wandb: run {run_id} holds steps up to {run.starting_step - 1} from the interrupted "
+                       f"session; they are kept and logging continues after them (metrics.jsonl has every step)")
+        return run
+
+    def _replay(self, run: Any, resume_step: int) -> None:
+        """Log the history up to ``resume_step`` (metrics.jsonl, sample grids) into a fresh offline run."""
+        import wandb
+
+        events: list[tuple[int, int, dict[str, Any]]] = []
+        if self.metrics_path.is_file():
+            for line in self.metrics_path.read_text().splitlines():
+                record = json.loads(line)
+                step = record.pop("step")
+                values = {k: float(v) if v in ("nan", "inf", "-inf") else v for k, v in record.items()}
+                events.append((step, 0, values))
+        for path in sorted((self.run_dir / "samples").glob("step-*.png")):
+            step = int(path.stem.split("-")[1])
+            if step <= resume_step:
+                events.append((step, 1, {"samples": wandb.Image(str(path), caption=f"step {step}")}))
+        for step, _, values in sorted(events, key=lambda e: (e[0], e[1])):
+            run.log(values, step=step)
 
     # ---------------------------------------------------------------------------------------------------------------
 
@@ -110,12 +151,12 @@ class RunLogger:
         record = {"step": step, **{k: _json_value(v) for k, v in metrics.items()}}
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(record) + "\n")
-        if self.wandb_run is not None:
+        if self.wandb_run is not None and step >= self.wandb_next_step:
             self.wandb_run.log(metrics, step=step)
 
     def log_image(self, step: int, key: str, path: str | Path, caption: str = "") -> None:
         """Log a saved image file (e.g. a sample grid PNG) to W&B."""
-        if not self.enabled or self.wandb_run is None:
+        if not self.enabled or self.wandb_run is None or step < self.wandb_next_step:
             return
         import wandb
 
@@ -148,5 +189,8 @@ class RunLogger:
             self.bar.close()
             self.bar = None
         if self.wandb_run is not None:
+            import wandb
+
             self.wandb_run.finish()
             self.wandb_run = None
+            wandb.teardown()  # finish() returns before the service has written everything; wait for it

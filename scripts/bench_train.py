@@ -2,6 +2,8 @@
 
     python scripts/bench_train.py                       # CPU: 32x32 and 128x128, ham / attention / none
     python scripts/bench_train.py --device cuda --json bench.json
+    python scripts/bench_train.py --device cuda --resolutions 128 --amp bf16 --channels-last --compile
+    python scripts/bench_train.py --macs                # MACs of one training step at 128, GPU-hours estimate
 
 Each measurement runs ``hamgan.train.Trainer.train_step`` (the real loop: D update on real + generated images, G
 update, EMA) on synthetic data in a fresh subprocess, so that the peak memory of one model is not mixed with
@@ -15,7 +17,14 @@ Models: at 32x32 the configs/fmnist32_{hamgan,sagan,none}.yaml networks, at 128x
 images/s = train.batch_size x G steps per second (each step also passes the batch through D on real and fake
 images). Peak memory: on CUDA the peak of allocated tensor memory during the measured steps; on CPU the growth of
 the process's peak resident set size over warm-up and timed steps (from after the networks and data are built),
-a coarser figure.
+a coarser figure. ``--amp``, ``--channels-last`` and ``--compile`` set ``train.amp``, ``train.channels_last`` and
+``train.compile`` (compilation happens in the warm-up steps, which are not timed).
+
+``--macs``: the multiply-accumulates of one training step (``torch.utils.flop_counter`` over a real
+``Trainer.train_step`` on the CPU: D update with G's forward under no_grad, G update, forward and backward,
+convolutions and matrix products only) of the paper's 128x128 networks, per image, and the GPU-hours they imply
+for HamGAN-baby (batch 256, 2M steps) and HamGAN-strong (batch 1024, 1M steps) at a stated share of a GPU's dense
+bf16 peak: GPU-hours = 2 x MACs per image x batch x steps / (peak x utilisation) / 3600.
 """
 
 from __future__ import annotations
@@ -43,14 +52,9 @@ CONFIGS = {
 CONTEXTS = ("ham", "attention", "none")
 
 
-def measure(resolution: int, context: str, batch: int, steps: int, warmup: int, device: str, threads: int) -> dict:
-    """One measurement, in this process: build the trainer, warm up, time ``steps`` training steps."""
-    import torch
-
-    from hamgan import distributed
+def bench_config(resolution: int, context: str, batch: int, device: str, threads: int, variant: list[str] = ()):
+    """The config of one measurement: the model of CONFIGS on synthetic data, no logging."""
     from hamgan.config import load_config
-    from hamgan.info import count_params
-    from hamgan.train import Trainer
 
     name, extra = CONFIGS[(resolution, context)]
     overrides = [
@@ -64,10 +68,25 @@ def measure(resolution: int, context: str, batch: int, steps: int, warmup: int, 
         "data.hflip=false",
         "log.wandb=disabled",
         "log.tqdm=false",
+        "train.fid.every=0",  # no FID network or reference to build
+        *variant,
     ]
-    cfg = load_config(ROOT / "configs" / name, overrides)
+    return load_config(ROOT / "configs" / name, overrides)
+
+
+def measure(resolution: int, context: str, batch: int, steps: int, warmup: int, device: str, threads: int,
+            variant: list[str] = ()) -> dict:
+    """One measurement, in this process: build the trainer, warm up, time ``steps`` training steps."""
+    import torch
+
+    from hamgan import distributed
+    from hamgan.info import count_params
+    from hamgan.train import Trainer
+
+    cfg = bench_config(resolution, context, batch, device, threads, variant)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(cfg, run_dir, distributed.setup(device))
+        trainer.close()  # the run lock: nothing else uses this folder
         cuda = trainer.device.type == "cuda"
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         for _ in range(warmup):
@@ -88,6 +107,7 @@ def measure(resolution: int, context: str, batch: int, steps: int, warmup: int, 
             "resolution": resolution,
             "context": context,
             "batch": batch,
+            "variant": " ".join(variant),
             "device": str(trainer.device),
             "step_ms": 1000 * seconds,
             "images_per_s": batch / seconds,
@@ -97,9 +117,53 @@ def measure(resolution: int, context: str, batch: int, steps: int, warmup: int, 
         }
 
 
+def count_step_macs(context: str, batch: int, threads: int) -> float:
+    """MACs of one training step of the 128x128 networks at global batch ``batch`` (CPU, float32)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from hamgan import distributed
+    from hamgan.train import Trainer
+
+    cfg = bench_config(128, context, batch, "cpu", threads)
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(cfg, run_dir, distributed.setup("cpu"))
+        trainer.close()
+        trainer.train_step()  # warm-up: the first step is not special, but keep the counted one typical
+        counter = FlopCounterMode(display=False)
+        with counter:
+            trainer.train_step()
+        return counter.get_total_flops() / 2
+
+
+# GPU dense bf16 peaks (TFLOPS, vendor data sheets, no sparsity) for the estimate
+PEAKS = {"A100": 312.0, "H100 SXM": 989.0, "H200": 989.0}
+RECIPES = {"HamGAN-baby": (256, 2_000_000), "HamGAN-strong": (1024, 1_000_000)}
+
+
+def print_macs(args: argparse.Namespace) -> None:
+    rows = []
+    for context in args.contexts.split(","):
+        macs = count_step_macs(context, args.macs_batch, args.threads)
+        rows.append((context, macs / args.macs_batch))
+        print(f"[macs] {context}: {macs / 1e9:.1f} GMACs per step at batch {args.macs_batch}", file=sys.stderr)
+    print(f"MACs of one training step per image (128x128 networks; D update + G update, forward + backward), and "
+          f"GPU-hours at {args.utilisation:.0%} of the dense bf16 peak:")
+    header = f"{'context':<10} {'GMACs/image':>11} " + " ".join(
+        f"{recipe + ' ' + gpu:>26}" for recipe in RECIPES for gpu in PEAKS)
+    print(header)
+    print("-" * len(header))
+    for context, per_image in rows:
+        cells = []
+        for recipe, (batch, steps) in RECIPES.items():
+            for gpu, peak in PEAKS.items():
+                hours = 2 * per_image * batch * steps / (peak * 1e12 * args.utilisation) / 3600
+                cells.append(f"{hours:>26,.0f}")
+        print(f"{context:<10} {per_image / 1e9:>11.1f} " + " ".join(cells))
+
+
 def run_worker(args: argparse.Namespace, resolution: int, context: str, batch: int, steps: int) -> dict:
     cmd = [sys.executable, __file__, "--worker", f"{resolution},{context},{batch},{steps}", "--device", args.device,
-           "--warmup", str(args.warmup), "--threads", str(args.threads)]
+           "--warmup", str(args.warmup), "--threads", str(args.threads), *variant_args(args)]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     result = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if result.returncode != 0:
@@ -115,7 +179,8 @@ def summarise(results: list[dict]) -> list[dict]:
             if not runs:
                 continue
             rows.append({
-                **{k: runs[0][k] for k in ("resolution", "context", "batch", "device", "params_g", "params_d")},
+                **{k: runs[0].get(k, "") for k in ("resolution", "context", "batch", "device", "params_g", "params_d",
+                                                   "variant")},
                 "images_per_s": statistics.median(r["images_per_s"] for r in runs),
                 "step_ms": statistics.median(r["step_ms"] for r in runs),
                 "peak_mem_mb": max(r["peak_mem_mb"] for r in runs),
@@ -141,8 +206,9 @@ def print_table(rows: list[dict]) -> None:
               f"{r.get('speed_vs_attention', float('nan')):>10.2f} {r.get('speed_vs_none', float('nan')):>10.2f} "
               f"{r.get('mem_vs_attention', float('nan')):>8.2f}")
     device = rows[0]["device"] if rows else "?"
-    print(f"\ndevice: {device}; median of {rows[0]['repeats'] if rows else 0} interleaved repeats; "
-          "speed/attn > 1: faster than self-attention; mem/attn < 1: less memory")
+    variant = rows[0].get("variant") if rows else ""
+    print(f"\ndevice: {device}; {variant or 'config defaults'}; median of {rows[0]['repeats'] if rows else 0} "
+          "interleaved repeats; speed/attn > 1: faster than self-attention; mem/attn < 1: less memory")
 
 
 def main() -> None:
@@ -158,13 +224,23 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--json", type=Path, default=None, help="also write the rows (and every run) to this file")
+    p.add_argument("--amp", default=None, choices=["auto", "bf16", "fp16", "none"], help="train.amp (default: the "
+                   "config's, auto: none on CPU, bf16 on GPUs with native bf16)")
+    p.add_argument("--channels-last", action="store_true", help="train.channels_last=true")
+    p.add_argument("--compile", action="store_true", help="train.compile=true (compiled in the warm-up steps)")
+    p.add_argument("--macs", action="store_true", help="count the MACs of one step at 128, print GPU-hours")
+    p.add_argument("--macs-batch", type=int, default=2, help="batch of the counted step (MACs scale with it)")
+    p.add_argument("--utilisation", type=float, default=0.3, help="share of the bf16 peak for --macs (0.3)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
 
+    if args.macs:
+        print_macs(args)
+        return
     if args.worker:  # one measurement in this subprocess
         resolution, context, batch, steps = args.worker.split(",")
         print(json.dumps(measure(int(resolution), context, int(batch), int(steps), args.warmup, args.device,
-                                 args.threads)))
+                                 args.threads, variant_overrides(args))))
         return
 
     gpu = args.device.startswith("cuda") or (args.device == "auto" and _cuda_available())
@@ -182,6 +258,18 @@ def main() -> None:
     print_table(rows)
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "runs": results}, indent=2))
+
+
+def variant_overrides(args: argparse.Namespace) -> list[str]:
+    """Config overrides of --amp / --channels-last / --compile."""
+    out = [f"train.amp={args.amp}"] if args.amp else []
+    return out + ["train.channels_last=true"] * args.channels_last + ["train.compile=true"] * args.compile
+
+
+def variant_args(args: argparse.Namespace) -> list[str]:
+    """The same options for a worker's command line."""
+    out = ["--amp", args.amp] if args.amp else []
+    return out + ["--channels-last"] * args.channels_last + ["--compile"] * args.compile
 
 
 def _cuda_available() -> bool:

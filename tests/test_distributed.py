@@ -1,10 +1,14 @@
-"""hamgan.distributed: batch splitting, the resumable sharded sampler, and 2-process DDP training with gloo."""
+"""hamgan.distributed and the multi-rank trainer on 2 gloo processes: batch splitting, the resumable sharded sampler,
+DDP training, cross-replica BN, all-reduced FID statistics, resume by consensus, a killed rank, the peer monitor."""
 
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -91,3 +95,256 @@ def test_two_process_gloo_training_keeps_ranks_identical(tmp_path):
     assert not torch.equal(ckpt["rng"][0]["torch"], ckpt["rng"][1]["torch"])  # per-rank seeds
     for name, value in ckpt["G"].items():
         assert torch.equal(value, r0["G"][name])  # rank 0 wrote the checkpoint
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(script: Path, args: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
+    """torchrun, 2 ranks on this CPU (gloo)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+           *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+# Collectives on 2 ranks without a trainer: cross-replica BN, FeatureStats all-reduce, main_rank_first.
+COLLECTIVES = """
+import sys, time
+from pathlib import Path
+import torch
+from hamgan import distributed
+from hamgan.metrics import FeatureStats
+
+results = Path(sys.argv[1])
+info = distributed.setup("cpu")
+r = info.rank
+torch.manual_seed(0)
+x = torch.randn(6, 3, 4, 4) * 3 + 2          # the global batch; rank r holds rows 3r .. 3r+2
+w = torch.randn(6, 3, 4, 4)
+bn = distributed.convert_cross_replica_bn(torch.nn.Sequential(torch.nn.BatchNorm2d(3)))[0]
+bn.weight.data.uniform_(0.5, 1.5)
+mine = x[3 * r:3 * r + 3].clone().requires_grad_(True)
+y = bn(mine)
+(y * w[3 * r:3 * r + 3]).sum().backward()
+running = bn.running_mean.clone(), bn.running_var.clone()
+with distributed.local_batch_norm(bn):
+    local = bn(mine.detach())                 # this rank's batch only, no collective
+stats = FeatureStats(5)
+stats.update(torch.arange(10.0 * (r + 1)).reshape(-1, 5))
+distributed.all_reduce_feature_stats(stats)
+flag = results / "built-by-rank-0"
+with distributed.main_rank_first("writing a cache"):
+    if r == 0:
+        time.sleep(1)
+        flag.write_text("x")
+    seen = flag.is_file()
+try:
+    with distributed.main_rank_first("failing on rank 0"):
+        if r == 0:
+            raise ValueError("no data here")
+    error = None
+except Exception as e:
+    error = f"{type(e).__name__}: {e}"
+torch.save({"y": y.detach(), "grad": mine.grad, "running_mean": running[0], "running_var": running[1],
+            "local": local, "n": stats.n, "sum": stats.sum, "sum_outer": stats.sum_outer, "seen": seen,
+            "error": error}, results / f"rank{r}.pt")
+distributed.cleanup()
+"""
+
+
+@pytest.mark.slow
+def test_collectives_on_two_gloo_ranks(tmp_path):
+    """Cross-replica BN equals one BatchNorm2d over the global batch (outputs, input gradients, running statistics);
+    FeatureStats sums over ranks; rank 0 runs main_rank_first bodies first and its error reaches the others."""
+    worker = tmp_path / "collectives.py"
+    worker.write_text(COLLECTIVES)
+    result = launch(worker, [str(tmp_path)], timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
+    torch.manual_seed(0)
+    x = (torch.randn(6, 3, 4, 4) * 3 + 2).requires_grad_(True)
+    w = torch.randn(6, 3, 4, 4)
+    bn = torch.nn.BatchNorm2d(3)
+    bn.weight.data.uniform_(0.5, 1.5)
+    y = bn(x)
+    (y * w).sum().backward()
+    torch.testing.assert_close(torch.cat([r0["y"], r1["y"]]), y.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.cat([r0["grad"], r1["grad"]]), x.grad, atol=1e-5, rtol=1e-5)
+    for r in (r0, r1):
+        torch.testing.assert_close(r["running_mean"], bn.running_mean)
+        torch.testing.assert_close(r["running_var"], bn.running_var)
+    # local_batch_norm: rank 0's own 3 images only
+    local = torch.nn.functional.batch_norm(x[:3].detach(), None, None, bn.weight, bn.bias, training=True)
+    torch.testing.assert_close(r0["local"], local, atol=1e-5, rtol=1e-5)
+    features = torch.cat([torch.arange(10.0).reshape(-1, 5), torch.arange(20.0).reshape(-1, 5)]).double()
+    for r in (r0, r1):
+        assert r["n"] == 6
+        torch.testing.assert_close(r["sum"], features.sum(0))
+        torch.testing.assert_close(r["sum_outer"], features.T @ features)
+    assert r1["seen"]  # rank 1 ran its body after rank 0 wrote the file
+    assert r0["error"] == "ValueError: no data here"
+    assert r1["error"] == "MainRankFailed: rank 0 failed while failing on rank 0: ValueError: no data here"
+
+
+# Resume by consensus. Phase A trains 4 steps (checkpoints at 2 and 4, cross-replica BN on). Phase B resumes to 6
+# while rank 1's listing of the run folder hides the newest checkpoint (a stale NFS view). Phase C resumes while
+# rank 1's file read returns the older checkpoint: the ranks must refuse to train.
+CONSENSUS = """
+import sys
+from pathlib import Path
+import torch
+import hamgan.checkpoint as ckpt_mod
+from hamgan import distributed
+from hamgan.checkpoint import CheckpointError
+from hamgan.train import Trainer, resolve_config, run_folder, state
+
+config, out, results = sys.argv[1:4]
+info = distributed.setup("cpu")
+overrides = ["train.ckpt_every=2", "train.sync_bn=true"]
+
+def trainer(steps):
+    cfg, notes = resolve_config(config, out, overrides, steps)
+    return Trainer(cfg, out, info, notes)
+
+trainer(4).fit()
+if info.rank == 1:  # a listing that misses the newest checkpoint
+    real = ckpt_mod.list_checkpoints
+    hidden = lambda run_dir: real(run_dir)[:-1]
+    ckpt_mod.list_checkpoints = hidden
+    ckpt_mod.latest_checkpoint = lambda run_dir: (hidden(run_dir) or [None])[-1]
+    run_folder.latest_checkpoint = ckpt_mod.latest_checkpoint
+t = trainer(6)
+resumed = t.step
+t.fit()
+torch.save({"resumed": resumed, "G": t.G.state_dict(), "D": t.D.state_dict(), "G_ema": t.ema.state_dict()},
+           Path(results) / f"rank{info.rank}.pt")
+if info.rank == 1:  # reading the file gives the older checkpoint's content
+    real_load = ckpt_mod.load_checkpoint
+    state.load_checkpoint = lambda path, map_location="cpu": real_load(Path(path).with_name("ckpt-000000004.pt"),
+                                                                       map_location)
+try:
+    trainer(8)
+    message = None
+except CheckpointError as e:
+    message = str(e)
+(Path(results) / f"error{info.rank}.txt").write_text(str(message))
+distributed.cleanup()
+"""
+
+
+@pytest.mark.slow
+def test_resume_by_consensus_with_a_stale_listing_on_rank_1(tmp_path):
+    worker, out, results = tmp_path / "consensus.py", tmp_path / "run", tmp_path / "results"
+    worker.write_text(CONSENSUS)
+    results.mkdir()
+    result = launch(worker, [str(TINY), str(out), str(results)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    r0, r1 = (torch.load(results / f"rank{r}.pt") for r in range(2))
+    assert r0["resumed"] == r1["resumed"] == 4  # rank 1 loaded the checkpoint rank 0 chose, not its newest
+    for net in ("G", "D", "G_ema"):
+        for name, value in r0[net].items():
+            assert torch.equal(value, r1[net][name]), f"{net}.{name} differs between ranks"
+    # the cross-replica BN statistics agree without DDP's buffer broadcast, as all ranks normalise the same batch
+    assert any("running_mean" in name for name in r0["G"])
+    errors = [(results / f"error{r}.txt").read_text() for r in range(2)]
+    assert errors[0] == errors[1]
+    assert "the ranks disagree after loading" in errors[0] and "ckpt-000000006.pt" in errors[0]
+    assert "rank 0: step 6" in errors[0] and "rank 1: step 4" in errors[0]
+
+
+# A killed rank: two processes started by hand (no torchrun agent to tear the group down), short timeout; rank 1
+# SIGKILLs itself at step 3; rank 0 must stop by itself, naming rank 1.
+KILLED = """
+import os, signal, sys
+from hamgan.train import Trainer, main
+
+if os.environ["RANK"] == "1":
+    step = Trainer.train_step
+    def dying(self):
+        if self.step == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return step(self)
+    Trainer.train_step = dying
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_rank_stops_the_others_naming_it(tmp_path):
+    worker = tmp_path / "killed.py"
+    worker.write_text(KILLED)
+    port = free_port()
+    procs = []
+    for rank in (0, 1):
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": str(port), "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank)}
+        cmd = [sys.executable, str(worker), str(TINY), "--out", str(tmp_path / "run"), "--steps", "1000",
+               "train.dist_timeout_min=0.25", "train.log_every=1000", "train.ckpt_every=1000"]
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
+    try:
+        procs[1].wait(timeout=180)
+        assert procs[1].returncode == -signal.SIGKILL
+        died = time.time()
+        _, err = procs[0].communicate(timeout=60)
+        took = time.time() - died
+    finally:
+        for p in procs:
+            p.kill()
+    assert procs[0].returncode == 5, err[-3000:]
+    assert took < 15, f"rank 0 took {took:.0f} s to stop (process-group timeout 15 s)"
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("hamgan-train: rank 0 stops: rank 1 (") and "stopped responding" in last, err[-3000:]
+    assert f"pid {procs[1].pid}" in last and "Traceback" not in err
+
+
+def test_peer_monitor_names_a_failed_and_a_silent_rank(monkeypatch):
+    """In one process: rank 1 leaves a failure note -> rank 0's monitor names it at once; rank 1 goes silent ->
+    named after `stale` seconds; a rank that finished (`done`) is not reported."""
+    from hamgan.train.peers import PeerMonitor
+
+    port = free_port()
+    server = torch.distributed.TCPStore("127.0.0.1", port, is_master=True, wait_for_workers=False)
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    for kind in ("failed", "silent", "done"):
+        monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", kind)  # a fresh key space per case
+        m0 = PeerMonitor(0, 2, timeout_min=0.2, grace=1e6)  # interval 0.6 s, stale 3 s
+        m1 = PeerMonitor(1, 2, timeout_min=0.2, grace=1e6)
+        start = time.time()
+        if kind == "failed":
+            m1.close(RuntimeError("CUDA out of memory"))
+        elif kind == "silent":
+            m1._stop.set()  # the thread stops beating, no note: as after SIGKILL
+        else:
+            m1.close()
+        found = m0._found.wait(6)
+        m0.close()
+        if kind == "done":
+            assert not found and m0.verdict is None
+            continue
+        assert found, kind
+        assert m0.verdict.startswith(f"rank 1 ({socket.gethostname()} pid {os.getpid()})")
+        if kind == "failed":
+            assert "failed: RuntimeError: CUDA out of memory" in m0.verdict and time.time() - start < 2.5
+        else:
+            assert "stopped responding" in m0.verdict and time.time() - start >= 3
+    del server
+
+
+@pytest.mark.slow
+def test_torchrun_cli_with_peer_monitor(tmp_path):
+    """hamgan.train under torchrun, as the launch script runs it: the peer monitors join the agent's store (3 s
+    staleness here), and the ranks finish with exit 0 without a false alarm when one rank ends before the other."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "hamgan.train", str(TINY), "--out", str(out), "--steps", "3", "train.dist_timeout_min=0.2"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "stops:" not in result.stderr and "cannot reach the store" not in result.stderr
+    assert (out / "ckpt-000000003.pt").is_file() and not (out / "train.lock").exists()

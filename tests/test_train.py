@@ -9,13 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
-from hamgan import train as train_mod
+from hamgan.train import loop as loop_mod
 from hamgan.checkpoint import list_checkpoints, load_checkpoint
 from hamgan.config import load_config, save_config
 from hamgan.train import GRID_COLUMNS, Trainer, main, resolve_config, run
@@ -170,7 +171,7 @@ def test_resume_with_other_architecture_is_refused(tmp_path, capsys):
     assert main([str(cfg), "--out", str(tmp_path / "r"), "--steps", "2"]) == 0
     assert main([str(cfg), "--out", str(tmp_path / "r"), "--steps", "4", "model.context=attention"]) == 2
     err = capsys.readouterr().err
-    assert "model.context: 'ham' in the run, 'attention' given" in err
+    assert "model.g.context: 'ham' in the run, 'attention' given" in err
     # same run without CONFIG: resumes with the saved config
     assert main(["--out", str(tmp_path / "r"), "--steps", "4", "log.tqdm=false"]) == 0
     assert load_checkpoint(list_checkpoints(tmp_path / "r")[-1])["step"] == 4
@@ -185,7 +186,7 @@ def test_checkpoint_of_another_architecture_is_a_clear_error(tmp_path, capsys):
     shutil.copy(tmp_path / "none" / "ckpt-000000002.pt", other / "ckpt-000000002.pt")
     assert main([str(tiny_config(tmp_path)), "--out", str(other), "--steps", "4"]) == 2
     err = capsys.readouterr().err
-    assert "belongs to another architecture" in err and "model.context: 'none' in the checkpoint" in err
+    assert "belongs to another architecture" in err and "model.g.context: 'none' in the checkpoint" in err
 
 
 def test_truncated_checkpoint_is_a_clear_error(tmp_path, capsys):
@@ -207,7 +208,7 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path, capsys):
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys, network):
     """A NaN loss at step 3 stops the run (exit 3) naming the step and the network; ckpt at step 2 is intact."""
     name = "d_loss" if network == "D" else "g_loss"
-    real_loss = getattr(train_mod, name)
+    real_loss = getattr(loop_mod, name)
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -216,7 +217,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, ca
         return loss * float("nan") if calls["n"] == 3 else loss
 
     out = tmp_path / "r"
-    monkeypatch.setattr(train_mod, name, poisoned)
+    monkeypatch.setattr(loop_mod, name, poisoned)
     assert main([str(tiny_config(tmp_path)), "--out", str(out), "--steps", "6"]) == 3
     err = capsys.readouterr().err
     assert f"diverged at step 3: the {network} loss is nan" in err
@@ -323,3 +324,138 @@ def test_cli_overrides_and_module_entry_point(tmp_path):
     assert result.returncode == 0, result.stderr
     saved = load_config(tmp_path / "r" / "config.yaml")
     assert saved.train.batch_size == 4 and saved.train.steps == 1
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Batch norm groups, cross-replica BN in one process, torch.compile
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_bn_sees_micro_batches_and_warns_below_16_images(tmp_path):
+    """train.accumulate splits the BN batch: every BN layer of G normalises over one micro-batch (8 / 2 = 4)."""
+    from hamgan import distributed
+    from hamgan.distributed import CrossReplicaBatchNorm2d
+
+    cfg = load_config(TINY, ["train.accumulate=2", "train.sync_bn=true"])
+    with pytest.warns(UserWarning, match=r"batch norm in G normalises over 4 images per group "
+                                         r"\(train.batch_size=8 / train.accumulate=2; accumulation splits"):
+        trainer = Trainer(cfg, tmp_path / "r", distributed.setup("cpu"))
+    sizes = []
+    for m in trainer.G.modules():
+        assert not isinstance(m, CrossReplicaBatchNorm2d)  # sync_bn is a no-op in a single process
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.register_forward_pre_hook(lambda module, args: sizes.append(args[0].shape[0]))
+    trainer.train_step()
+    trainer.close()
+    assert len(sizes) > 0 and set(sizes) == {4}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        Trainer(load_config(TINY, ["train.batch_size=32"]), tmp_path / "r32", distributed.setup("cpu")).close()
+
+
+def test_bn_group_of_several_ranks():
+    from hamgan.train.loop import bn_group_warning
+
+    assert bn_group_warning(micro=8, world_size=4, sync_bn=True, batch=64, accumulate=2) is None  # 32 per group
+    text = bn_group_warning(micro=8, world_size=4, sync_bn=False, batch=64, accumulate=2)
+    assert "over 8 images per group (train.batch_size=64 / train.accumulate=2 / 4 ranks" in text
+    assert text.endswith("or set train.sync_bn=true")
+    text = bn_group_warning(micro=2, world_size=4, sync_bn=True, batch=16, accumulate=2)
+    assert "over 8 images per group (train.batch_size=16 / train.accumulate=2 over 4 ranks with train.sync_bn" in text
+
+
+@pytest.mark.slow
+def test_compile_matches_eager_on_cpu(tmp_path, monkeypatch):
+    """train.compile=true (inductor, C++ on the CPU) trains like eager: the losses of 3 steps agree to 1e-4 and the
+    weights to 1e-4 relative (L2 over each network). fallback_random makes compiled code draw the Hamburger's
+    random bases as eager does. (Single weights are no good measure: Adam with beta1 = 0 moves the biases in front
+    of batch norm, whose gradient is zero up to rounding, by +-lr whatever the rounding's sign.)"""
+    import torch._inductor.config as inductor_config
+
+    from hamgan import distributed
+
+    monkeypatch.setattr(inductor_config, "fallback_random", True)
+    results = []
+    for compile_ in (False, True):
+        cfg = load_config(TINY, [f"train.compile={str(compile_).lower()}"])
+        trainer = Trainer(cfg, tmp_path / f"c{compile_}", distributed.setup("cpu"))
+        losses = [{k: float(v) for k, v in trainer.train_step().items()} for _ in range(3)]
+        trainer.close()
+        weights = [torch.cat([v.flatten() for v in net.state_dict().values() if v.is_floating_point()])
+                   for net in (trainer.G, trainer.D)]
+        results.append((losses, weights))
+    (eager_losses, eager_w), (comp_losses, comp_w) = results
+    for a, b in zip(eager_losses, comp_losses):
+        for k in a:
+            assert b[k] == pytest.approx(a[k], rel=1e-4, abs=1e-5), k
+    for e, c in zip(eager_w, comp_w):
+        assert (c - e).norm() / e.norm() < 1e-4
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Periodic FID: fail early, errors logged
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_fid_network_is_loaded_at_start_and_fails_early(tmp_path, monkeypatch, capsys):
+    import hamgan.metrics
+    from hamgan.metrics import InceptionWeightsError
+
+    def missing(*args, **kwargs):
+        raise InceptionWeightsError("the FID Inception weights could not be loaded (no file)")
+
+    monkeypatch.setattr(hamgan.metrics, "InceptionFeatures", missing)
+    out = tmp_path / "r"
+    assert main([str(tiny_config(tmp_path)), "--out", str(out), "--steps", "4", "train.fid.every=2"]) == 2
+    assert "Inception weights could not be loaded" in capsys.readouterr().err
+    assert not list_checkpoints(out)  # stopped before the first step
+
+
+def test_an_error_inside_a_periodic_fid_is_logged_and_training_goes_on(tmp_path, monkeypatch, capsys, fid_weights):
+    import numpy as np
+
+    import hamgan.metrics
+
+    ref = tmp_path / "ref.npz"
+    np.savez(ref, mu=np.zeros(2048), sigma=np.eye(2048))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(hamgan.metrics, "generator_statistics", broken)
+    out = tmp_path / "r"
+    assert main([str(tiny_config(tmp_path)), "--out", str(out), "--steps", "4", "train.fid.every=2",
+                 f"train.fid.ref_stats={ref}"]) == 0
+    printed = capsys.readouterr().out
+    assert "step 2: FID failed (rank 0: RuntimeError: CUDA out of memory (simulated)); training continues" in printed
+    assert load_checkpoint(out / "ckpt-000000004.pt")["step"] == 4
+    assert not [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "fid" in r]
+
+
+def test_old_schema_run_folder_resumes_bit_exactly(tmp_path):
+    """A run folder written before per-network context settings (old-schema config.yaml and checkpoint config)
+    resumes, and continues exactly as a run that was never interrupted (a regression: the checkpoint's raw old
+    config used to be compared key by key with the migrated one and refused)."""
+    import yaml
+
+    train(tmp_path, tmp_path / "once", 4)
+    train(tmp_path, tmp_path / "old", 2)
+    old = tmp_path / "old"
+    old_model = yaml.safe_load(TINY.read_text())["model"]  # tiny_train.yaml is written in the old schema
+    old_model.update(context="ham", init="orthogonal")
+    old_model["ham"] = {"kind": "nmf", "steps": 2, "eval_steps": None, "grad": "one_step", "version": "v1",
+                        "groups": 1}
+    for net in ("g", "d"):
+        old_model[net] = {**old_model[net], "ham_dim": None}
+    saved = yaml.safe_load((old / "config.yaml").read_text())
+    saved["model"] = old_model
+    (old / "config.yaml").write_text(yaml.safe_dump(saved))
+    ckpt_path = old / "ckpt-000000002.pt"
+    ckpt = torch.load(ckpt_path, weights_only=False)
+    ckpt["config"]["model"] = old_model
+    torch.save(ckpt, ckpt_path)
+
+    cfg, _ = resolve_config(None, old, [], 4)  # the saved (old-schema) config of the run
+    run(cfg, old)
+    once = load_checkpoint(tmp_path / "once" / "ckpt-000000004.pt")
+    assert_same_state(once, load_checkpoint(old / "ckpt-000000004.pt"))

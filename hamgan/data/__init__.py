@@ -1,6 +1,6 @@
 """Data sets: ``build_dataset(cfg)`` for training, ``uint8_images(dataset, n)`` for FID reference statistics.
 
-Every data set is an :class:`ImageDataset`: ``dataset[i] -> (image float32 (C, R, R) in [-1, 1], label int)`` with
+Every data set is an :class:`ImageDataset`: ``dataset[i] -> (image uint8 (C, R, R), label int)`` with
 C = ``model.img_channels`` and R = ``model.resolution``, plus ``.classes``, ``.num_classes`` and
 ``get_uint8(i) -> uint8 (R, R, C)`` (never flipped). ``data.resize`` is how images reach R
 (:mod:`hamgan.data.transforms`): tf-bilinear (the official pipeline; kept in float by the ImageFolder path) or PIL.

@@ -1,8 +1,9 @@
-"""The image data set every source is turned into: uint8 pixels at model resolution, served as floats in [-1, 1].
+"""The image data set every source is turned into: uint8 pixels at model resolution.
 
 Each data set knows its uint8 images, ``get_uint8(i) -> (R, R, C) uint8``, at model resolution and before any
-flip; the trainer reads ``dataset[i] -> (image (C, R, R) float in [-1, 1], label int)``, optionally flipped left to
-right, and the evaluator reads the uint8 pixels directly (FID reference statistics without a float round trip).
+flip; the trainer reads ``dataset[i] -> (image (C, R, R) uint8, label int)`` and converts to floats in [-1, 1] on its
+device (a data set that keeps floats may serve float32 (C, R, R) in [-1, 1] instead); the evaluator reads the uint8
+pixels directly (FID reference statistics without a float round trip).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class ImageDataset(Dataset):
         resolution: R, the side of every image.
         channels: C, 1 (grey) or 3 (RGB).
         hflip: flip each image left-right with probability 1/2 in ``__getitem__`` (torch's global RNG, which
-            DataLoader seeds per worker).
+            DataLoader seeds per worker); the trainer leaves it off and flips on the device instead.
     """
 
     def __init__(self, classes: list[str], resolution: int, channels: int, hflip: bool = False):
@@ -56,8 +57,11 @@ class ImageDataset(Dataset):
         return self.load(i)[0]
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        """Image ``i`` as uint8 (C, R, R) and its label: the trainer moves uint8 to the device and converts it there
+        (``x / 127.5 - 1``, see :func:`to_float`). Flipped left-right with probability 1/2 only when ``hflip`` is
+        set (the trainer builds its data sets without and flips on the device)."""
         image, label = self.load(i)
-        x = to_float(image)
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
         if self.hflip and torch.rand(()) < 0.5:
             x = x.flip(-1)
         return x, label

@@ -43,9 +43,8 @@ def test_uint8_images_all_in_order():
     assert [b.shape for b in batches] == [(16, 32, 32, 3)] * 3 + [(2, 32, 32, 3)]
     assert all(b.dtype == np.uint8 for b in batches)
     assert np.array_equal(np.concatenate(batches), ds.images)
-    # the float items are these pixels exactly
-    back = ((ds[7][0] + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0)
-    assert torch.equal(back, torch.from_numpy(ds.images[7]))
+    # the items are these pixels exactly (uint8, (C, R, R))
+    assert torch.equal(ds[7][0].permute(1, 2, 0), torch.from_numpy(ds.images[7]))
 
 
 def test_uint8_images_subset_is_random_and_seeded():

@@ -37,7 +37,7 @@ def train():
 def test_train_split(train):
     assert len(train) == 60000 and train.classes == CLASSES and train.num_classes == 10
     x, y = train[0]
-    assert x.shape == (1, 32, 32) and x.dtype == torch.float32 and isinstance(y, int)
+    assert x.shape == (1, 32, 32) and x.dtype == torch.uint8 and isinstance(y, int)
     assert np.bincount(train.labels).tolist() == [6000] * 10
     assert train.labels[0] == 9  # the first training image is an ankle boot
 
@@ -49,8 +49,8 @@ def test_padding_is_black_and_centre_is_the_raw_image(train):
     assert (images[:, border] == 0).all()
     assert np.array_equal(images[:, 2:30, 2:30], raw_images("train"))
     x = train[7][0]
-    assert torch.equal(x[0, :2], torch.full((2, 32), -1.0))
-    assert torch.equal(x[0, 2:30, 2:30], torch.from_numpy(raw_images("train")[7]).float() / 127.5 - 1)
+    assert torch.equal(x[0, :2], torch.zeros((2, 32), dtype=torch.uint8))
+    assert torch.equal(x[0, 2:30, 2:30], torch.from_numpy(raw_images("train")[7]))
 
 
 def test_test_split_and_three_channels():

@@ -1,0 +1,127 @@
+"""The data stream of a training run: the data set (built by rank 0 first), resumable batches, flips on the device.
+
+    dataset[i] -> uint8 (C, R, R) [or float32 (C, R, R) in [-1, 1]], label      (hamgan.data, never flipped)
+      -> DataLoader (sharded resumable order, pinned memory on GPU)  -> uint8 (B, C, R, R) crosses to the device
+      -> on the device: random horizontal flip, x / 127.5 - 1         -> float32 (B, C, R, R) in [-1, 1]
+
+Images cross to the GPU as uint8 (a quarter of float32's bytes) with a non-blocking copy from pinned memory; the
+flip decisions are drawn on the CPU from the generator ``flip`` (saved in checkpoints, so a resumed run sees the
+same pixels) and applied on the device, so nothing on the CPU side waits for the GPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from hamgan import distributed
+from hamgan.config import Config, ConfigError
+from hamgan.distributed import DistInfo
+
+
+def build_training_dataset(cfg: Config) -> Dataset:
+    """The training data set of ``cfg``, unflipped (flips are the stream's), checked against the model.
+
+    Built by rank 0 first, then by the other ranks (:func:`hamgan.distributed.main_rank_first`), so that whatever a
+    data set caches on its first build (e.g. an ImageFolder index) is built once and read by the other ranks.
+    """
+    from hamgan.data import build_dataset
+
+    no_flip = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, hflip=False))
+    with distributed.main_rank_first("building the data set"):
+        dataset = build_dataset(no_flip)
+    m = cfg.model
+    if dataset.num_classes != m.num_classes:
+        raise ConfigError(
+            f"data set '{cfg.data.name}' has {dataset.num_classes} classes but model.num_classes={m.num_classes}; "
+            f"set model.num_classes={dataset.num_classes}"
+        )
+    shape = tuple(dataset[0][0].shape)
+    if shape != (m.img_channels, m.resolution, m.resolution):
+        raise ConfigError(
+            f"data set '{cfg.data.name}' serves images of shape {shape} but the model expects "
+            f"({m.img_channels}, {m.resolution}, {m.resolution}); check model.img_channels and model.resolution"
+        )
+    return dataset
+
+
+def to_model_input(x: torch.Tensor, flip: torch.Tensor | None = None) -> torch.Tensor:
+    """A batch as the networks take it, on its device: uint8 (B, C, R, R) -> float32 ``x / 127.5 - 1`` in [-1, 1]
+    (0 -> -1, 255 -> 1 exactly); float batches pass through. ``flip`` (B,) bool mirrors those images left-right."""
+    if x.dtype == torch.uint8:
+        x = x.float().div_(127.5).sub_(1.0)
+    elif x.is_floating_point():
+        x = x.to(torch.float32)
+    else:
+        raise TypeError(f"data set images must be uint8 or float, got {x.dtype}")
+    if flip is not None:
+        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    return x
+
+
+class DataStream:
+    """Endless (image, label) micro-batches in a resumable order.
+
+    The order is :class:`hamgan.distributed.ResumableSampler`'s (a permutation per epoch, sharded over ranks); the
+    position is ``(epoch, index)`` with ``index`` the number of this rank's samples already served in the epoch.
+
+    Shapes: :meth:`next` -> images (B, C, R, R) float32 in [-1, 1] on ``device``, labels (B,) long on ``device``.
+    """
+
+    def __init__(
+        self, dataset: Dataset, info: DistInfo, batch: int, seed: int, num_workers: int, hflip: bool,
+        flip: torch.Generator,
+    ) -> None:
+        self.sampler = distributed.ResumableSampler(dataset, info, seed=seed)
+        if self.sampler.num_samples < batch:
+            raise ConfigError(
+                f"the data set has {len(dataset)} images, fewer than one batch per rank ({batch}); lower "
+                "train.batch_size"
+            )
+        self.pin = info.device.type == "cuda"
+        self.loader = DataLoader(
+            dataset,
+            batch_size=batch,
+            sampler=self.sampler,
+            drop_last=True,
+            num_workers=num_workers,
+            pin_memory=self.pin,
+            persistent_workers=num_workers > 0,
+            # worker base seeds come from this generator, not from the global RNG that the training loop uses
+            generator=torch.Generator().manual_seed(seed),
+        )
+        self.batch = batch
+        self.device = info.device
+        self.hflip = hflip
+        self.flip = flip
+        self.epoch, self.index = 0, 0
+        self._it = None
+
+    def position(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "index": self.index}
+
+    def set_position(self, epoch: int, index: int) -> None:
+        self.epoch, self.index = epoch, index
+        self._it = None
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        while True:
+            if self._it is None:
+                if self.index + self.batch > self.sampler.num_samples:  # resumed at the end of an epoch
+                    self.epoch, self.index = self.epoch + 1, 0
+                self.sampler.set_position(self.epoch, self.index)
+                self._it = iter(self.loader)
+            batch = next(self._it, None)
+            if batch is not None:
+                break
+            self.epoch, self.index, self._it = self.epoch + 1, 0, None  # epoch exhausted
+        x, y = batch
+        self.index += self.batch
+        flip = None
+        if self.hflip:
+            flip = torch.rand(x.shape[0], generator=self.flip) < 0.5
+            flip = (flip.pin_memory() if self.pin else flip).to(self.device, non_blocking=True)
+        x = x.to(self.device, non_blocking=True)
+        return to_model_input(x, flip), y.to(self.device, non_blocking=True)

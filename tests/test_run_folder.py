@@ -1,0 +1,148 @@
+"""hamgan.train.run_folder: the run lock (live, stale on this host, other hosts, torchrun restarts) and disk-full
+checkpoint writes. Resume by consensus needs 2 ranks: tests/test_distributed.py."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hamgan.checkpoint import list_checkpoints, load_checkpoint
+from hamgan.config import load_config, save_config
+from hamgan.train import main
+from hamgan.train.run_folder import LOCK_NAME, STALE_S, LockError, RunLock
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = Path(__file__).resolve().parent / "tiny_train.yaml"
+
+
+def tiny_config(tmp_path: Path, overrides: list[str] = ()) -> Path:
+    path = tmp_path / "tiny.yaml"
+    save_config(load_config(TINY, list(overrides)), path)
+    return path
+
+
+def write_lock(run_dir: Path, age: float = 0.0, **holder) -> Path:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK_NAME
+    path.write_text(json.dumps({"started": "then", **holder}))
+    when = time.time() - age
+    os.utime(path, (when, when))
+    return path
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen(["sleep", "60"])
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return proc.pid
+
+
+def test_lock_of_a_live_process_on_another_host_is_refused_until_its_heartbeat_is_old(tmp_path):
+    path = write_lock(tmp_path, host="gpu-node-7", pid=os.getpid())  # a live pid, but another host's
+    with pytest.raises(LockError) as e:
+        RunLock(tmp_path).acquire()
+    message = str(e.value)
+    assert str(path) in message and "host gpu-node-7" in message and f"pid {os.getpid()}" in message
+    write_lock(tmp_path, age=STALE_S + 5, host="gpu-node-7", pid=os.getpid())
+    lock = RunLock(tmp_path)
+    note = lock.acquire()
+    assert "no heartbeat from host gpu-node-7" in note
+    assert json.loads(path.read_text())["host"] == socket.gethostname()
+    lock.release()
+    assert not path.exists()
+
+
+def test_lock_of_a_dead_or_replaced_process_on_this_host_is_stale(tmp_path):
+    write_lock(tmp_path, host=socket.gethostname(), pid=dead_pid())
+    lock = RunLock(tmp_path)
+    assert "on this host is gone" in lock.acquire()
+    lock.release()
+    # a live pid that now belongs to a process started at another time (pid reuse)
+    write_lock(tmp_path, host=socket.gethostname(), pid=os.getppid(), process_start="1")
+    lock = RunLock(tmp_path)
+    assert "now belongs to another process" in lock.acquire()
+    lock.release()
+    # ... and a live one that matches is refused
+    write_lock(tmp_path, host=socket.gethostname(), pid=os.getppid())
+    with pytest.raises(LockError, match=f"pid {os.getppid()}"):
+        RunLock(tmp_path).acquire()
+
+
+def test_lock_of_an_earlier_attempt_of_the_same_torchrun_job_is_stale(tmp_path, monkeypatch):
+    """torchrun --max-restarts: the new rank 0 may run on another node, while the lock's heartbeat is fresh."""
+    write_lock(tmp_path, host="node-a", pid=123, job="job-42", restart=0)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-42")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    lock = RunLock(tmp_path)
+    assert "restart 0 of this torchrun job" in lock.acquire()
+    lock.release()
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-43")  # another job: refused
+    write_lock(tmp_path, host="node-a", pid=123, job="job-42", restart=0)
+    with pytest.raises(LockError, match="node-a"):
+        RunLock(tmp_path).acquire()
+
+
+@pytest.mark.slow
+def test_second_trainer_is_refused_at_once_and_a_sigkilled_lock_does_not_block_resume(tmp_path, capsys):
+    cfg = tiny_config(tmp_path, ["train.ckpt_every=2"])
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "hamgan.train", str(cfg), "--out", str(out), "--steps", "100000"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.time() + 120
+        while not list_checkpoints(out):
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.time() < deadline, "no checkpoint written"
+            time.sleep(0.2)
+        start = time.time()
+        assert main([str(cfg), "--out", str(out), "--steps", "100000"]) == 2
+        assert time.time() - start < 10
+        err = capsys.readouterr().err
+        assert f"lock {out / LOCK_NAME} is held by host {socket.gethostname()} pid {proc.pid}" in err
+        assert err.count("\n") == 1
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert (out / LOCK_NAME).is_file()  # left behind by the killed trainer
+    step = load_checkpoint(list_checkpoints(out)[-1])["step"]
+    assert main(["--out", str(out), "--steps", str(step + 1)]) == 0
+    printed = capsys.readouterr().out
+    assert f"took over the stale lock {out / LOCK_NAME} of host {socket.gethostname()} pid {proc.pid}" in printed
+    assert not (out / LOCK_NAME).exists()  # released at the end
+
+
+def test_disk_full_keeps_earlier_checkpoints_and_stops(tmp_path, monkeypatch, capsys):
+    cfg = tiny_config(tmp_path)
+    out = tmp_path / "run"
+    assert main([str(cfg), "--out", str(out), "--steps", "2"]) == 0
+    good = (out / "ckpt-000000002.pt").read_bytes()
+    real_fsync = os.fsync
+
+    def full(fd):
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith("ckpt-"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full)
+    assert main([str(cfg), "--out", str(out), "--steps", "4"]) == 4
+    err = capsys.readouterr().err
+    assert err.startswith(f"hamgan-train: error: could not write checkpoint {out / 'ckpt-000000004.pt'}: No space "
+                          f"left on device (ENOSPC); the earlier checkpoints are kept (latest: "
+                          f"{out / 'ckpt-000000002.pt'}). The run stops.")
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert [p.name for p in list_checkpoints(out)] == ["ckpt-000000002.pt"]
+    assert (out / "ckpt-000000002.pt").read_bytes() == good
+    assert not list(out.glob("*.tmp")) and not (out / LOCK_NAME).exists()
+    monkeypatch.setattr(os, "fsync", real_fsync)  # space freed: the same command resumes
+    assert main([str(cfg), "--out", str(out), "--steps", "4"]) == 0
+    assert load_checkpoint(out / "ckpt-000000004.pt")["step"] == 4
