@@ -33,13 +33,21 @@ def folder(tmp_path: Path) -> Path:
     return write_folder(tmp_path / "imagenet" / "train")
 
 
-def test_shapes_range_and_folder_order_labels(folder: Path):
-    cfg = load_config(None, [f"data.root={folder.parent}", "data.name=imagenet", "model.num_classes=3"])
+@pytest.mark.parametrize("resize", ["tf-bilinear", "pil-bicubic"])
+def test_shapes_range_and_folder_order_labels(folder: Path, resize: str):
+    """The official TF-bilinear path serves float32 in [-1, 1] ("kept in float"), the PIL paths uint8 pixels."""
+    cfg = load_config(None, [f"data.root={folder.parent}", "data.name=imagenet", "model.num_classes=3",
+                             f"data.resize={resize}"])
     ds = build_dataset(cfg)  # resolves root/train
     assert len(ds) == 12 and ds.classes == CLASSES and ds.num_classes == 3
     for i in range(len(ds)):
         x, y = ds[i]
-        assert x.shape == (3, 128, 128) and x.dtype == torch.uint8
+        assert x.shape == (3, 128, 128)
+        if resize == "tf-bilinear":
+            assert x.dtype == torch.float32 and x.min() >= -1 and x.max() <= 1
+            x = (x + 1) * 127.5
+        else:
+            assert x.dtype == torch.uint8
         assert y == i // 4
         # a flat colour stays that colour (within JPEG error)
         expected = torch.tensor(COLOURS[y], dtype=torch.float32)
@@ -119,14 +127,20 @@ def test_num_classes_mismatch(folder: Path):
         build_dataset(cfg)
 
 
-def test_hflip_flips_half_the_time(tmp_path: Path):
+@pytest.mark.parametrize("resize", ["tf-bilinear", "pil-bicubic"])
+def test_hflip_flips_half_the_time(tmp_path: Path, resize: str):
     image = np.zeros((40, 40, 3), np.uint8)
     image[:, :20] = 255  # left half white
     (tmp_path / "c").mkdir()
     Image.fromarray(image).save(tmp_path / "c" / "a.png")
-    ds = ImageFolderDataset(tmp_path, resolution=32, hflip=True)
+    ds = ImageFolderDataset(tmp_path, resolution=32, hflip=True, resize=resize)
     torch.manual_seed(0)
-    lefts = [ds[0][0][:, :, :8].float().mean().item() / 127.5 - 1 for _ in range(40)]
+
+    def left(x: torch.Tensor) -> float:  # mean of the left quarter in [-1, 1] (float items) or from uint8 items
+        v = x[:, :, :8].float().mean().item()
+        return v if x.is_floating_point() else v / 127.5 - 1
+
+    lefts = [left(ds[0][0]) for _ in range(40)]
     assert 5 < sum(v > 0 for v in lefts) < 35  # white on the left (not flipped) some of the time
     assert all(abs(v) > 0.9 for v in lefts)  # and always either flipped or not
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import hamgan.data.packed as packed
@@ -47,7 +48,8 @@ def test_packed_equals_folder_pixel_for_pixel(tmp_path: Path, workers: int, resi
         assert y == folder[i][1] == i // 4
         assert x.shape == (3, 64, 64)
         if resize == "tf-bilinear":  # the folder keeps the official floats, the pack rounds them to uint8
-            assert (x - folder[i][0]).abs().max() <= 0.5 / 127.5 + 1e-6
+            assert x.dtype == torch.uint8 and folder[i][0].dtype == torch.float32
+            assert (x.float() / 127.5 - 1 - folder[i][0]).abs().max() <= 0.5 / 127.5 + 1e-6
         else:
             assert (x == folder[i][0]).all()
 
