@@ -5,7 +5,13 @@ The network and its weights are pytorch-fid's (``pytorch_fid.inception``); prepr
 
     uint8 (B, 3, H, W) -> float / 255 -> bilinear resize to 299x299 (align_corners=False) -> 2x - 1 -> network
 
-so features of a uint8 batch equal pytorch-fid's features of the same images read from PNG files.
+so features of a uint8 batch equal pytorch-fid's features of the same images read from PNG files. Float images
+(values in [0, 255], unquantised) take the same path. ``resize="tf1"`` resizes as TF1's legacy bilinear
+``tf.compat.v1.image.resize`` instead (the official HamGAN evaluation, :mod:`hamgan.metrics.resize`).
+
+Logits are returned **without** the classifier bias (``pool3 @ W^T``, 1008 classes), as the original Inception Score
+code (improved-gan) and BigGAN's TF IS compute them; ``logits_bias`` is the bias that TF-GAN and StudioGAN add
+(``hamgan-eval --is-bias``).
 
 Weights are looked up like pytorch-fid does it, in the torch hub cache
 (``$TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth``, downloaded there on first use), or read from
@@ -26,9 +32,12 @@ import torch.nn.functional as F
 from pytorch_fid import inception as pfid
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from hamgan.metrics.resize import tf1_resize_bilinear
+
 WEIGHTS_NAME = os.path.basename(pfid.FID_WEIGHTS_URL)  # pt_inception-2015-12-05-6726825d.pth
 FEATURE_DIM = 2048
 NUM_LOGITS = 1008
+RESIZES = ("torch", "tf1")  # pytorch-fid's F.interpolate bilinear; TF1's legacy bilinear
 
 
 class InceptionWeightsError(RuntimeError):
@@ -99,15 +108,23 @@ def _fold_batch_norms(module: nn.Module) -> None:
 
 
 class InceptionFeatures(nn.Module):
-    """uint8 images -> (pool3 features (B, 2048), logits (B, 1008)), both float32.
+    """Images -> (pool3 features (B, 2048), logits without bias (B, 1008)), both float32.
 
-    Input: uint8 (B, 3, H, W) RGB, any H, W (resized to 299 like pytorch-fid).
+    Input: uint8 (B, 3, H, W) RGB, or float (B, 3, H, W) with values in [0, 255]; any H, W (resized to 299).
+
+    Args:
+        weights: the weights file (default: the torch hub cache, as pytorch-fid).
+        fast: fold batch norms into convolutions and use channels-last (features unchanged to ~1e-5).
+        resize: "torch" (pytorch-fid's bilinear, align_corners=False) or "tf1" (TF1 legacy bilinear).
     """
 
-    def __init__(self, weights: str | Path | None = None, fast: bool = True):
+    def __init__(self, weights: str | Path | None = None, fast: bool = True, resize: str = "torch"):
         super().__init__()
+        if resize not in RESIZES:
+            raise ValueError(f"resize must be one of {RESIZES}, got {resize!r}")
         self.net = fid_inception_v3(weights)
         self.fast = fast
+        self.resize = resize
         if fast:
             _fold_batch_norms(self.net)
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -120,12 +137,23 @@ class InceptionFeatures(nn.Module):
         fc = self.net.fc
         return bool((fc.weight == 0).all() and (fc.bias == 0).all())
 
+    @property
+    def logits_bias(self) -> torch.Tensor:
+        """The classifier bias (1008,) float32 on the CPU: add it to the logits for TF-GAN / StudioGAN's IS."""
+        return self.net.fc.bias.detach().float().cpu()
+
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, 3, H, W) -> float (B, 3, 299, 299) in [-1, 1], as pytorch-fid (ToTensor + InceptionV3)."""
-        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected uint8 images of shape (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+        """uint8 or float [0, 255] (B, 3, H, W) -> float (B, 3, 299, 299) in [-1, 1], as pytorch-fid
+        (ToTensor + InceptionV3) with ``resize="torch"``."""
+        if images.dim() != 4 or images.shape[1] != 3 or not (images.dtype == torch.uint8
+                                                             or images.is_floating_point()):
+            raise ValueError(f"expected uint8 images (or float in [0, 255]) of shape (B, 3, H, W), got "
+                             f"{images.dtype} {tuple(images.shape)}")
         x = images.float().div(255)
-        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+        if self.resize == "tf1":
+            x = tf1_resize_bilinear(x, 299)
+        else:
+            x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
         return 2 * x - 1
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,5 +166,5 @@ class InceptionFeatures(nn.Module):
                       n.Mixed_6c, n.Mixed_6d, n.Mixed_6e, n.Mixed_7a, n.Mixed_7b, n.Mixed_7c):  # fmt: skip
             x = layer(x)
         features = F.adaptive_avg_pool2d(x, (1, 1)).flatten(1)  # pool3, (B, 2048)
-        logits = n.fc(features)  # (B, 1008); dropout is the identity in eval
+        logits = features @ n.fc.weight.T  # (B, 1008), without the bias (improved-gan's IS); dropout: identity
         return features, logits
