@@ -211,13 +211,15 @@ def _cell(row: dict, key: str, fmt: str, scale: float = 1.0) -> str:
 def cmd_compare(args: argparse.Namespace) -> None:
     from hamgan.nn.networks import Discriminator
 
-    inception = load_inception(args)
     metrics = None if args.metrics == "auto" else tuple(m.strip() for m in args.metrics.split(","))
     ref_source = parse_source(args.ref[0], args.ref[1:])
-    n_given = args.n
-    args.n = args.ref_n  # a data set reference: all images unless --ref-n
-    ref = compute(ref_source, args, inception, keep_features=True).ref
-    args.n = n_given
+    ref = compute(ref_source, args, None).ref if ref_source.kind == "npz" else None  # fail early on a bad file
+    inception = load_inception(args)
+    if ref is None:
+        n_given = args.n
+        args.n = args.ref_n  # a data set reference: all images unless --ref-n
+        ref = compute(ref_source, args, inception, keep_features=True).ref
+        args.n = n_given
     if inception.head_is_zero:
         print(f"warning: {ZERO_HEAD_WARNING}", file=sys.stderr)
     is_bias = inception.logits_bias if args.is_bias else None
