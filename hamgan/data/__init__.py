@@ -77,6 +77,13 @@ def build_dataset(cfg: Config) -> ImageDataset:
     return dataset
 
 
+def _subset_indices(total: int, n: int | None, seed: int) -> np.ndarray:
+    """All indices when ``n`` is None or >= total, else a sorted uniform random subset of ``n`` (fixed by seed)."""
+    if n is None or n >= total:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
+
+
 class _UInt8View(torch.utils.data.Dataset):
     """``dataset.get_uint8`` at the chosen indices, so a DataLoader can decode in worker processes."""
 
@@ -99,13 +106,8 @@ def uint8_images(
     replacement (fixed by ``seed``, so class-balanced in expectation even for class-sorted data sets), in index
     order. Yields ``ceil(n / batch_size)`` batches; ``num_workers`` > 0 decodes in DataLoader worker processes.
     """
-    total = len(dataset)
-    if n is None or n >= total:
-        indices = np.arange(total)
-    else:
-        indices = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
     loader = torch.utils.data.DataLoader(
-        _UInt8View(dataset, indices), batch_size=batch_size, num_workers=num_workers,
+        _UInt8View(dataset, _subset_indices(len(dataset), n, seed)), batch_size=batch_size, num_workers=num_workers,
         collate_fn=np.stack,
     )
     for batch in loader:
@@ -151,13 +153,8 @@ def float_images(
     The pixels come from ``get_float`` (unquantised where the data set keeps floats), or from ``get_uint8`` when
     ``quantized``. ``labels``: yield ``(images, labels int64 (B,))`` instead.
     """
-    total = len(dataset)
-    if n is None or n >= total:
-        indices = np.arange(total)
-    else:
-        indices = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
     loader = torch.utils.data.DataLoader(
-        _FloatView(dataset, indices, quantized), batch_size=batch_size, num_workers=num_workers,
+        _FloatView(dataset, _subset_indices(len(dataset), n, seed), quantized), batch_size=batch_size, num_workers=num_workers,
         collate_fn=_collate_labelled,
     )
     for images, batch_labels in loader:
