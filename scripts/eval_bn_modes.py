@@ -6,7 +6,8 @@
 One JSON line per (checkpoint, bn mode, SN iterations) is appended to ``--out`` as soon as it is measured; a rerun
 skips the lines already there, so the script can be stopped and started again. The study's protocol: EMA generator,
 ``--n`` samples (uniform labels, seed ``--seed``, batch 100), against the reference statistics. ``--table`` prints the
-markdown table of a results file (no evaluation).
+markdown table of a results file (no evaluation); ``--study runs.json`` fills the running column with the study's
+own values where they were not measured again.
 """
 
 from __future__ import annotations
@@ -20,23 +21,51 @@ from hamgan.bn_modes import SN_REFRESH_EMA, BNMode
 from hamgan.metrics import InceptionFeatures, frechet_distance, generator_statistics, load_stats
 from hamgan.sample import load_sampled_generator
 
-MODES = (("standing", SN_REFRESH_EMA), ("standing", 0), ("running", SN_REFRESH_EMA), ("batch", SN_REFRESH_EMA),
-         ("running", 0))
+MODES = (("standing", SN_REFRESH_EMA), ("batch", SN_REFRESH_EMA), ("running", 0), ("standing", 0))
 
 
 def key(row: dict) -> tuple:
     return row["checkpoint"], row["bn"], row["sn_iterations"]
 
 
+COLUMNS = (("running", 0, "running (copied, as the study)"), ("standing", SN_REFRESH_EMA, "standing (default)"),
+           ("batch", SN_REFRESH_EMA, "batch"), ("standing", 0, "standing, SN not refreshed"))
+
+
+def study_rows(path: str | Path, checkpoints: list[str]) -> list[dict]:
+    """The study's own step-2000 FIDs (runs.json) as running / SN 0 rows for checkpoints named MODEL-seedS.pt."""
+    study = {(r["model"], r["seed"]): r["fid"] for r in json.loads(Path(path).read_text()) if r["step"] == 2000}
+    out = []
+    for ckpt in checkpoints:
+        model, seed = Path(ckpt).stem.rsplit("-seed", 1)
+        if (model, int(seed)) in study:
+            out.append({"checkpoint": ckpt, "bn": "running", "sn_iterations": 0, "fid": study[(model, int(seed))],
+                        "from": str(path)})
+    return out
+
+
 def table(rows: list[dict]) -> str:
-    """Markdown: one row per checkpoint, one column per (mode, SN iterations)."""
-    columns = [m for m in MODES if any((r["bn"], r["sn_iterations"]) == m for r in rows)]
-    fid = {key(r): r["fid"] for r in rows}
-    lines = ["| checkpoint | " + " | ".join(f"{m} (SN {k})" for m, k in columns) + " |",
-             "| --- |" + " ---: |" * len(columns)]
-    for ckpt in dict.fromkeys(r["checkpoint"] for r in rows):
-        cells = [f"{fid[(ckpt, m, k)]:.2f}" if (ckpt, m, k) in fid else "" for m, k in columns]
+    """Markdown: one row per checkpoint and the mean ± std per model, one column per (mode, SN iterations).
+
+    A measured row wins over a study row of the same key."""
+    import numpy as np
+
+    fid = {}
+    for r in sorted(rows, key=lambda r: "from" not in r):  # study rows first, measured rows overwrite them
+        fid[key(r)] = r["fid"]
+    columns = [c for c in COLUMNS if any((r["bn"], r["sn_iterations"]) == c[:2] for r in rows)]
+    lines = ["| checkpoint | " + " | ".join(c[2] for c in columns) + " |", "| --- |" + " ---: |" * len(columns)]
+    checkpoints = list(dict.fromkeys(r["checkpoint"] for r in rows))
+    for ckpt in checkpoints:
+        cells = [f"{fid[(ckpt, m, k)]:.2f}" if (ckpt, m, k) in fid else "" for m, k, _ in columns]
         lines.append(f"| {Path(ckpt).name} | " + " | ".join(cells) + " |")
+    for model in dict.fromkeys(Path(c).stem.rsplit("-seed", 1)[0] for c in checkpoints):
+        cells = []
+        for m, k, _ in columns:
+            values = [fid[(c, m, k)] for c in checkpoints if Path(c).stem.startswith(model + "-seed")
+                      and (c, m, k) in fid]
+            cells.append(f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}" if len(values) > 1 else "")
+        lines.append(f"| **{model}** (mean ± std over seeds) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -51,11 +80,21 @@ def main() -> None:
     p.add_argument("--modes", default=",".join(f"{m}:{k}" for m, k in MODES),
                    help="comma-separated MODE:SN_ITERATIONS, measured in this order for every checkpoint")
     p.add_argument("--table", action="store_true", help="only print the table of --out")
+    p.add_argument("--study", default=None, metavar="RUNS_JSON",
+                   help="with --table: take the running column from the study's runs.json where not measured")
     args = p.parse_args()
     out = Path(args.out)
     rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.is_file() else []
     if args.table:
-        print(table(rows))
+        extra = []
+        if args.study:  # every committed checkpoint of the study, named as the measured rows name them
+            folder = Path(rows[0]["checkpoint"]).parent if rows else Path("results/fmnist32/checkpoints")
+            study = sorted({(r["model"], r["seed"]) for r in json.loads(Path(args.study).read_text())},
+                           key=lambda ms: (["hamgan", "sagan", "none"].index(ms[0]) if ms[0] in ("hamgan", "sagan",
+                                                                                                "none") else 9, ms))
+            extra = study_rows(args.study, [str(folder / f"{m}-seed{s}.pt") for m, s in study
+                                            if (folder / f"{m}-seed{s}.pt").is_file()])
+        print(table(extra + rows))
         return
     done = {key(r) for r in rows}
     mu_ref, sigma_ref = load_stats(args.ref)
