@@ -174,6 +174,11 @@ class FIDConfig:
     ref_n: int | None = 10000  # training images for the computed reference (None: all, the ImageNet convention)
     batch_size: int = 100
     use_ema: bool = True
+    # batch-norm statistics of the sampled G, for the periodic FID and the sample grids (hamgan.bn_modes):
+    bn: Literal["auto", "running", "standing", "batch"] = "auto"  # auto: standing for the EMA G, running for raw G
+    bn_batches: int = 16  # standing: S batches accumulated
+    bn_batch_size: int = 100  # standing: images per batch
+    sn_refresh: int | None = None  # power iterations re-estimating SN u, v (None: 20 for the EMA G, 0 for raw G)
 
 
 @dataclass

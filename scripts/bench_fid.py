@@ -3,11 +3,13 @@
     python scripts/bench_fid.py --fmnist 500                  # writes two folders of Fashion-MNIST PNGs first
     python scripts/bench_fid.py A B [--device cuda]
 
-pytorch-fid is run as its command runs it (``InceptionV3([3])``, ``get_activations`` with batch 50 and
-``min(8, cpus)`` loader workers); hamgan as ``hamgan-eval fid`` runs it (``folder_statistics``). The two alternate
-folder by folder (and which goes first alternates), so load from other processes hits both alike. Model loading is
-timed separately and not counted in images/s. Prints images/s of both, the ratio, the largest absolute difference of
-the pool3 features, and both FIDs.
+pytorch-fid is run as its command runs it (``InceptionV3([3])``, the loop of ``get_activations`` with batch 50 and
+``min(8, cpus)`` loader workers); hamgan as ``hamgan-eval fid`` runs it (``folder_batches`` with a worker per core,
+``InceptionFeatures``). The two alternate batch by batch (and which goes first alternates), so load from other
+processes hits both alike. Model loading is timed separately and not counted in images/s. Prints images/s of both, the ratio, the largest absolute difference of
+the pool3 features, and both FIDs. Then the Fréchet distance itself on the same statistics: ours
+(:func:`hamgan.metrics.fid.frechet_distance`, eigenvalues, no sqrtm) beside pytorch-fid's algorithm (``scipy.linalg.
+sqrtm`` of sigma1 sigma2, called as every SciPy from 1.10 to 1.18 accepts it), with the time of each.
 """
 
 from __future__ import annotations
@@ -18,11 +20,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+import scipy
+import scipy.linalg
 import torch
+import torchvision.transforms as TF
 from pytorch_fid import fid_score
 from pytorch_fid.inception import InceptionV3
 
-from hamgan.metrics.fid import folder_statistics, frechet_distance, list_images
+from hamgan.metrics.features import default_workers, folder_batches, list_images
+from hamgan.metrics.fid import FeatureStats, frechet_distance
+from hamgan.metrics.summary import frechet_distance_of_features
 from hamgan.metrics.inception import InceptionFeatures
 
 
@@ -38,6 +45,19 @@ class Recording(torch.nn.Module):
         features, logits = self.inception(images)
         self.features.append(features.cpu())
         return features, logits
+
+
+def sqrtm_frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+    """pytorch-fid 0.3.0's calculate_frechet_distance, with ``sqrtm(A)`` called without the ``disp`` argument that
+    SciPy 1.18 removed (the result is the same matrix in SciPy 1.10 to 1.18)."""
+    diff = mu1 - mu2
+    covmean = scipy.linalg.sqrtm(sigma1.dot(sigma2))
+    if not np.isfinite(covmean).all():
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = scipy.linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        covmean = covmean.real
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
 def write_fmnist_folders(n: int, root: Path) -> tuple[Path, Path]:
@@ -65,7 +85,8 @@ def main() -> None:
     p.add_argument("--workdir", default="/tmp/hamgan_bench_fid", help="where --fmnist writes its folders")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch-size", type=int, default=50, help="hamgan batch size (pytorch-fid: its default 50)")
-    p.add_argument("--num-workers", type=int, default=1, help="hamgan decoding workers")
+    p.add_argument("--num-workers", type=int, default=default_workers(),
+                   help="hamgan decoding workers (default: one per core, as hamgan-eval)")
     args = p.parse_args()
     if args.fmnist is not None:
         folders = list(write_fmnist_folders(args.fmnist, Path(args.workdir)))
@@ -79,7 +100,7 @@ def main() -> None:
           f"hamgan workers {args.num_workers}, batch {args.batch_size}")
 
     t = time.perf_counter()
-    theirs_model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).to(device)
+    theirs_model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).to(device).eval()  # as get_activations
     load_theirs = time.perf_counter() - t
     t = time.perf_counter()
     ours_model = Recording(InceptionFeatures().to(device))
@@ -87,25 +108,36 @@ def main() -> None:
 
     time_theirs = time_ours = 0.0
     n_total = 0
-    stats_theirs, stats_ours, max_diff = [], [], 0.0
+    stats_theirs, stats_ours, acts, max_diff = [], [], [], 0.0
     for k, folder in enumerate(folders):
         files = list_images(folder)
         n_total += len(files)
-        for who in (("theirs", "ours") if k % 2 == 0 else ("ours", "theirs")):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            if who == "theirs":
-                act = fid_score.get_activations(files, theirs_model, 50, 2048, device, pfid_workers)
-                time_theirs += time.perf_counter() - t
-                stats_theirs.append((np.mean(act, axis=0), np.cov(act, rowvar=False)))
-            else:
-                ours_model.features.clear()
-                ext = folder_statistics(folder, ours_model, args.batch_size, device, args.num_workers)
-                mu, sigma = ext.stats.mean(), ext.stats.cov()
-                time_ours += time.perf_counter() - t
-                stats_ours.append((mu, sigma))
-                ours_act = torch.cat(ours_model.features).double().numpy()
+        # pytorch-fid's get_activations loop (its dataset, ToTensor, loader workers, model, squeeze), one batch at a
+        # time, alternating batch by batch with hamgan's folder path, so a change of machine load hits both alike
+        theirs_loader = iter(torch.utils.data.DataLoader(
+            fid_score.ImagePathDataset(files, transforms=TF.ToTensor()), batch_size=50, shuffle=False,
+            drop_last=False, num_workers=pfid_workers))
+        ours_loader, _ = folder_batches(folder, args.batch_size, args.num_workers)
+        theirs_act, ours_stats = [], FeatureStats()
+        ours_model.features.clear()
+        for b in range(-(-len(files) // 50)):
+            for who in (("theirs", "ours") if (b + k) % 2 == 0 else ("ours", "theirs")):
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                t = time.perf_counter()
+                with torch.no_grad() if who == "theirs" else torch.inference_mode():
+                    if who == "theirs":
+                        pred = theirs_model(next(theirs_loader).to(device))[0]
+                        theirs_act.append(pred.squeeze(3).squeeze(2).cpu().numpy())
+                        time_theirs += time.perf_counter() - t
+                    else:
+                        ours_stats.update(ours_model(next(ours_loader).to(device))[0])
+                        time_ours += time.perf_counter() - t
+        act = np.concatenate(theirs_act)
+        acts.append(act)
+        stats_theirs.append((np.mean(act, axis=0), np.cov(act, rowvar=False)))
+        stats_ours.append((ours_stats.mean(), ours_stats.cov()))
+        ours_act = torch.cat(ours_model.features).double().numpy()
         max_diff = max(max_diff, float(np.abs(ours_act - act).max()))
 
     fid_theirs = frechet_distance(*stats_theirs[0], *stats_theirs[1])
@@ -116,12 +148,29 @@ def main() -> None:
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     print(f"| pytorch-fid get_activations | {load_theirs:.1f} | {n_total} | {time_theirs:.1f} | {speed_theirs:.2f} "
           f"| {fid_theirs:.6f} |")
-    print(f"| hamgan folder_statistics | {load_ours:.1f} | {n_total} | {time_ours:.1f} | {speed_ours:.2f} "
+    print(f"| hamgan folder_batches + InceptionFeatures | {load_ours:.1f} | {n_total} | {time_ours:.1f} | {speed_ours:.2f} "
           f"| {fid_ours:.6f} |")
     print()
     print(f"speed ratio hamgan / pytorch-fid: {speed_ours / speed_theirs:.2f}x")
     print(f"max |feature difference|: {max_diff:.2e}")
     print(f"|FID difference|: {abs(fid_ours - fid_theirs):.2e}")
+
+    t = time.perf_counter()
+    fid_eig = frechet_distance(*stats_theirs[0], *stats_theirs[1])
+    time_eig = time.perf_counter() - t
+    t = time.perf_counter()
+    fid_sqrtm = sqrtm_frechet_distance(*stats_theirs[0], *stats_theirs[1])
+    time_sqrtm = time.perf_counter() - t
+    print(f"\nFréchet distance of pytorch-fid's statistics (2048-d, {n_total // len(folders)} images per side), "
+          f"SciPy {scipy.__version__}:\n")
+    print("| distance | s | FID |")
+    print("| --- | ---: | ---: |")
+    print(f"| hamgan frechet_distance (eigenvalues, float64) | {time_eig:.2f} | {fid_eig:.6f} |")
+    print(f"| pytorch-fid algorithm (scipy.linalg.sqrtm) | {time_sqrtm:.2f} | {fid_sqrtm:.6f} |")
+    exact = frechet_distance_of_features(torch.from_numpy(acts[0]), torch.from_numpy(acts[1]))
+    print(f"| exact: SVD of the centred features' cross product | | {exact:.6f} |")
+    print(f"\nrelative difference to sqrtm {abs(fid_eig - fid_sqrtm) / fid_sqrtm:.1e}, to the exact value "
+          f"{abs(fid_eig - exact) / exact:.1e} (sqrtm's: {abs(fid_sqrtm - exact) / exact:.1e})")
 
 
 if __name__ == "__main__":

@@ -215,3 +215,20 @@ def test_presets_apply_on_top_of_a_config(preset, tmp_path):
     cfg = load_config(top)
     assert cfg.model.init == "orthogonal" and cfg.model.sn.bound == "exact" and cfg.model.g.context == "attention"
     assert cfg.data.resize in ("pil-bilinear", "pil-lanczos")
+
+
+def test_fid_bn_fields_parse_and_default_to_auto():
+    from hamgan.bn_modes import BNMode, from_config
+
+    cfg = load_config()
+    f = cfg.train.fid
+    assert (f.bn, f.bn_batches, f.bn_batch_size, f.sn_refresh) == ("auto", 16, 100, None)
+    assert from_config(f, ema=True) == BNMode("standing", 16, 100, 20)
+    assert from_config(f, ema=False) == BNMode("running", 16, 100, 0)
+    cfg = load_config(None, ["train.fid.bn=batch", "train.fid.bn_batches=4", "train.fid.bn_batch_size=32",
+                             "train.fid.sn_refresh=0"])
+    assert from_config(cfg.train.fid, ema=True) == BNMode("batch", 4, 32, 0)
+    with pytest.raises(ConfigError, match="train.fid.bn' must be one of 'auto', 'running', 'standing', 'batch'"):
+        load_config(None, ["train.fid.bn=ema"])
+    with pytest.raises(ValueError, match="batches >= 1"):
+        from_config(load_config(None, ["train.fid.bn_batches=0"]).train.fid, ema=True)

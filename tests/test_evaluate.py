@@ -49,7 +49,9 @@ def test_fid_of_two_npz_files(tmp_path, capsys):
     save_stats(tmp_path / "a.npz", *a)
     save_stats(tmp_path / "b.npz", *b)
     assert main(["fid", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["fid"] == frechet_distance(*a, *b)
+    out = json.loads(capsys.readouterr().out)
+    assert out["fid"] == frechet_distance(*a, *b) and out["protocol"] == "pytorch-fid"
+    assert out["a"] == {"source": str(tmp_path / "a.npz"), "n": None, "protocol": None}
 
 
 def test_cli_errors(tmp_path, capsys):
@@ -66,41 +68,119 @@ def test_cli_errors(tmp_path, capsys):
     assert "--truncation must be > 0" in capsys.readouterr().err
     assert main(["compare", str(tmp_path / "c.pt"), "--ref", str(tmp_path / "missing.npz")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert main(["fid", str(tmp_path / "ok.npz"), str(tmp_path / "ok.npz"), "--bn-batches", "0"]) == 2
+    assert "batches >= 1" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_stats_fid_and_compare_on_checkpoints(tmp_path, capsys, fid_weights, tiny_checkpoint, tiny_model):
-    """Data set config -> ref.npz; checkpoint vs ref FID; the comparison table and its JSON."""
+    """Data set config -> features file; checkpoint vs ref FID in every BN mode; the comparison table and JSON."""
     ham = tiny_checkpoint(tmp_path / "ham" / "ckpt-000000007.pt", step=7)
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump({"model": tiny_model, "data": {"name": "synthetic", "synthetic_size": 64}}))
     ref = tmp_path / "ref.npz"
     with pytest.warns(UserWarning, match="biased"):
-        assert main(["stats", str(config), "data.synthetic_size=8", "--out", str(ref), "--num-workers", "0"]) == 0
-    assert "from 8 images" in capsys.readouterr().out
+        assert main(["stats", str(config), "data.synthetic_size=8", "--out", str(ref), "--num-workers", "0",
+                     "--features"]) == 0
+    assert "mu, sigma, features, labels of 8 images" in capsys.readouterr().out
     mu, sigma = load_stats(ref)
     assert mu.shape == (2048,) and sigma.shape == (2048, 2048)
+    with np.load(ref) as f:
+        assert f["features"].shape == (8, 2048) and f["labels"].shape == (8,) and str(f["protocol"]) == "pytorch-fid"
 
+    fids = {}
+    for bn in ("running", "standing", "batch"):
+        with pytest.warns(UserWarning, match="biased"):
+            assert main(["fid", str(ham), str(ref), "--n", "6", "--batch-size", "3", "--bn", bn, "--json",
+                         "--bn-batches", "2", "--bn-batch-size", "4"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["a"]["bn"] == bn and out["a"]["n"] == 6 and out["a"]["step"] == 7 and out["b"]["n"] == 8
+        assert out["protocol"] == "pytorch-fid" and out["b"]["source"] == str(ref)
+        fids[bn] = out["fid"]
+    assert len(set(fids.values())) == 3 and all(v > 0 for v in fids.values())  # the modes sample differently
     with pytest.warns(UserWarning, match="biased"):
-        assert main(["fid", str(ham), str(ref), "--n", "6", "--batch-size", "4"]) == 0
-    assert float(capsys.readouterr().out.removeprefix("FID: ")) > 0
+        assert main(["fid", str(ham), str(ref), "--n", "6", "--batch-size", "3", "--bn", "standing",
+                     "--bn-batches", "2", "--bn-batch-size", "4"]) == 0
+    captured = capsys.readouterr()
+    assert float(captured.out.split()[1]) == pytest.approx(fids["standing"])
+    assert "BN standing (2 x 4), SN refreshed (20 it.)" in captured.out + captured.err  # default for the EMA G
 
     from hamgan.nn.networks import Generator
 
     sagan = tiny_checkpoint(tmp_path / "sagan.pt", step=3, context="attention", ema=False)
     out = tmp_path / "compare.json"
     with pytest.warns(UserWarning):  # biased FID; no EMA in the sagan checkpoint
-        assert main(["compare", str(tmp_path / "ham"), str(sagan), "--ref", str(ref), "--n", "6",
-                     "--splits", "2", "--json-out", str(out)]) == 0
+        assert main(["compare", str(tmp_path / "ham"), str(sagan), "--n", "6", "--splits", "2", "--json-out",
+                     str(out), "--kid-subsets", "3", "--bn-batches", "2", "--per-class", "--ref", str(ref)]) == 0
     captured = capsys.readouterr()
-    assert "| checkpoint | steps | context | params G | params D | FID | IS (2 splits) |" in captured.out
+    assert ("| checkpoint | steps | context | params G | params D | BN | FID | KID x 1e3 | precision | recall | "
+            "density | coverage | IS (2 splits) | intra-FID |") in captured.out
     assert "| 7 | ham-nmf @16/16 |" in captured.out and "| 3 | attention @16/16 |" in captured.out
+    assert "KID: 3 subsets of 6" in captured.out
     rows = json.loads(out.read_text())
     assert [r["step"] for r in rows] == [7, 3]
+    assert [r["bn"] for r in rows] == ["standing", "running"]  # auto: standing for EMA, running for the raw G
     assert rows[0]["params_g"] == sum(p.numel() for p in Generator(from_dict({"model": tiny_model}).model).parameters())
-    assert all(r["fid"] > 0 and r["is_splits"] == 2 and r["n"] == 6 for r in rows)
+    for r in rows:
+        assert r["fid"] > 0 and r["is_splits"] == 2 and r["n"] == 6 and r["protocol"] == "pytorch-fid"
+        assert 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 and 0 <= r["coverage"] <= 1 and r["density"] >= 0
+        assert r["kid_subset_size"] == 6 and r["ref"] == str(ref) and r["ref_n"] == 8 and r["intra_fid"] > 0
     if not rows[0]["is_meaningful"]:  # the local weights file has a zero 1008-class head
         assert ZERO_HEAD_WARNING in captured.err
         assert all(r["is_mean"] == pytest.approx(1.0) for r in rows)
+
+    # a mu/sigma-only reference: FID and IS, and a note that the rest needs features
+    save_stats(tmp_path / "musigma.npz", mu, sigma)
+    with pytest.warns(UserWarning):
+        assert main(["compare", str(sagan), "--n", "4", "--splits", "1", "--ref", str(tmp_path / "musigma.npz")]) == 0
+    assert "holds only mu/sigma" in capsys.readouterr().out
+    with pytest.warns(UserWarning):
+        assert main(["compare", str(sagan), "--n", "4", "--metrics", "fid,kid",
+                     "--ref", str(tmp_path / "musigma.npz")]) == 2
+    assert "needs the reference's features" in capsys.readouterr().err
+
+
+def write_imagenet_like(root, classes=("n01", "n02", "n03"), per_class=2) -> None:
+    """root/val/<class>/<i>.JPEG, non-square RGB images of different sizes (as ImageNet's validation split)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in classes:
+        (root / "val" / c).mkdir(parents=True)
+        for i in range(per_class):
+            h, w = int(rng.integers(40, 70)), int(rng.integers(40, 70))
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / "val" / c / f"{i}.JPEG")
+
+
+@pytest.mark.slow
+def test_hamgan_tf_protocol_on_an_imagenet_like_folder(tmp_path, capsys, fid_weights, tiny_checkpoint, tiny_model):
+    ham = tiny_checkpoint(tmp_path / "ckpt-000000005.pt", step=5)
+    write_imagenet_like(tmp_path / "imagenet")
+    config = tmp_path / "in.yaml"
+    config.write_text(yaml.safe_dump({"model": tiny_model, "data": {"name": "imagenet"}}))
+    ref = tmp_path / "ref_tf.npz"
+    overrides = [f"data.root={tmp_path / 'imagenet'}", "data.split=val"]
+    with pytest.warns(UserWarning, match="biased"):
+        assert main(["stats", str(config), *overrides, "--out", str(ref), "--protocol", "hamgan-tf",
+                     "--num-workers", "0"]) == 0
+    assert "of 6 images" in capsys.readouterr().out
+    with np.load(ref) as f:
+        assert str(f["protocol"]) == "hamgan-tf" and int(f["n"]) == 6
+    with pytest.warns(UserWarning, match="biased"):
+        assert main(["fid", str(ham), str(ref), "--protocol", "hamgan-tf", "--n", "5", "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out["protocol"] == "hamgan-tf" and out["a"]["bn"] == "batch" and out["a"]["n"] == 5 and out["fid"] > 0
+    # a reference made under the other protocol is refused
+    assert main(["fid", str(ham), str(ref), "--n", "5"]) == 2
+    assert "computed under protocol hamgan-tf" in capsys.readouterr().err
+    # compare against the config itself (features and labels straight from the data set)
+    with pytest.warns(UserWarning):
+        assert main(["compare", str(ham), "--protocol", "hamgan-tf", "--n", "5", "--splits", "1", "--kid-subsets",
+                     "2", "--per-class", "--ref", str(config), *overrides]) == 0
+    text = capsys.readouterr().out
+    assert "protocol hamgan-tf (float images, tf1 bilinear resize to 299, generator BN batch)" in text
+    assert "| batch, SN refreshed (20 it.) |" in text
 
 
 def test_module_entry_point():

@@ -34,12 +34,20 @@ def test_to_uint8_equals_save_image_png_round_trip(tmp_path):
             assert torch.equal(ours[i], png)
 
 
-def test_truncated_z_resamples_until_inside():
-    z = truncated_z(500, 16, truncation=0.5, generator=torch.Generator().manual_seed(1))
-    assert z.shape == (500, 16)
+def test_truncated_z_is_the_truncated_normal_by_inverse_cdf():
+    z = truncated_z(20000, 8, truncation=0.5, generator=torch.Generator().manual_seed(1))
+    assert z.shape == (20000, 8) and z.dtype == torch.float32
     assert z.abs().max() <= 0.5
-    assert z.std() > 0.2  # redrawn, not clamped to the boundary
-    assert torch.equal(z, truncated_z(500, 16, 0.5, torch.Generator().manual_seed(1)))
+    # the normal truncated to [-T, T]: variance 1 - 2 T phi(T) / (2 Phi(T) - 1), not that of a clamp or a uniform
+    t = torch.tensor(0.5, dtype=torch.float64)
+    phi = torch.exp(-t**2 / 2) / (2 * torch.pi) ** 0.5
+    var = 1 - 2 * t * phi / torch.special.erf(t / 2**0.5)
+    assert float(z.double().var()) == pytest.approx(float(var), rel=0.02)
+    assert torch.equal(z, truncated_z(20000, 8, 0.5, torch.Generator().manual_seed(1)))
+    tiny = truncated_z(100, 4, 1e-12, torch.Generator().manual_seed(0))  # T -> 0: no endless redraw, z -> 0
+    assert tiny.abs().max() <= 1e-12 and tiny.abs().max() > 0
+    wide = truncated_z(5, 4, 50.0, torch.Generator().manual_seed(0))
+    assert torch.isfinite(wide).all()
     assert truncated_z(3, 4, None, torch.Generator().manual_seed(1)).abs().max() > 0  # no truncation
     with pytest.raises(ValueError, match="truncation must be > 0"):
         truncated_z(3, 4, truncation=0.0)
@@ -56,6 +64,30 @@ def test_sample_images_deterministic_without_touching_global_rng(G):
     assert not torch.equal(a, sample_images(G, 10, seed=4, batch_size=4))
     with pytest.raises(ValueError, match="class index 3 is out of range.*3 classes"):
         sample_images(G, 2, classes=[0, 3])
+
+
+def test_sampling_functions_set_eval_mode_and_restore_it(G):
+    G.train()
+    try:
+        a = sample_images(G, 4, seed=0)
+        assert G.training  # left as it was
+        G.eval()
+        assert torch.equal(a, sample_images(G, 4, seed=0))  # sampled in eval mode (running statistics) both times
+    finally:
+        G.eval()
+
+
+def test_cli_bn_modes_change_the_samples(ckpt, tmp_path, capsys):
+    arrays = {}
+    for bn in ("running", "standing", "batch"):
+        assert main([str(ckpt), "--out", str(tmp_path / bn), "--npz", "--n", "4", "--bn", bn, "--bn-batches",
+                     "2"]) == 0
+        captured = capsys.readouterr()
+        assert f"BN {bn}" in captured.out and f"batch norm: {bn}" in captured.err
+        with np.load(tmp_path / f"{bn}.npz") as f:
+            arrays[bn] = f["arr_0"]
+    assert not np.array_equal(arrays["running"], arrays["standing"])
+    assert not np.array_equal(arrays["running"], arrays["batch"])
 
 
 def test_class_grid_rows_share_latents(G):
@@ -75,8 +107,9 @@ def test_cli_grid_folder_npz_and_interpolation(ckpt, tmp_path):
     assert main([str(ckpt), "--out", str(tmp_path / "samples"), "--npz", "--n", "5", "--no-ema",
                  "--truncation", "1.0"]) == 0
     with np.load(tmp_path / "samples.npz") as f:
-        arr = f["arr_0"]
+        arr, labels = f["arr_0"], f["arr_1"]
     assert arr.dtype == np.uint8 and arr.shape == (5, 32, 32, 3)
+    assert labels.shape == (5,) and labels.dtype == np.int64 and set(labels.tolist()) <= {0, 1, 2}
     assert np.array_equal(arr[0], np.asarray(Image.open(tmp_path / "pngs" / "000000.png")))  # same samples
 
     assert main([str(ckpt), "--out", str(tmp_path / "lerp.png"), "--interpolate", "1,2", "--steps", "5",

@@ -1,9 +1,10 @@
 """Data sets: ``build_dataset(cfg)`` for training, ``uint8_images(dataset, n)`` for FID reference statistics.
 
 Every data set is an :class:`ImageDataset`: ``dataset[i] -> (image uint8 (C, R, R), label int)`` with
-C = ``model.img_channels`` and R = ``model.resolution``, plus ``.classes``, ``.num_classes`` and
-``get_uint8(i) -> uint8 (R, R, C)`` (never flipped). ``data.resize`` is how images reach R
-(:mod:`hamgan.data.transforms`): tf-bilinear (the official pipeline; kept in float by the ImageFolder path) or PIL.
+C = ``model.img_channels`` and R = ``model.resolution`` (the ImageFolder path with ``data.resize: tf-bilinear`` serves
+float32 (C, R, R) in [-1, 1] instead: kept in float, as the official pipeline), plus ``.classes``, ``.num_classes``,
+``get_uint8(i) -> uint8 (R, R, C)`` and ``get_float(i) -> float32 (R, R, C) in [0, 255]`` (never flipped).
+``data.resize`` is how images reach R (:mod:`hamgan.data.transforms`): tf-bilinear (the official pipeline) or PIL.
 
 =============  ==================================================================================================
 data.name      source
@@ -26,7 +27,7 @@ import torch
 from hamgan.config import Config
 from hamgan.data.dataset import ArrayDataset, DatasetError, ImageDataset, to_float
 
-__all__ = ["build_dataset", "uint8_images", "ImageDataset", "ArrayDataset", "DatasetError", "to_float"]
+__all__ = ["build_dataset", "uint8_images", "float_images", "ImageDataset", "ArrayDataset", "DatasetError", "to_float"]
 
 
 def build_dataset(cfg: Config, index_cache: str | None = None) -> ImageDataset:
@@ -83,6 +84,13 @@ def build_dataset(cfg: Config, index_cache: str | None = None) -> ImageDataset:
     return dataset
 
 
+def _subset_indices(total: int, n: int | None, seed: int) -> np.ndarray:
+    """All indices when ``n`` is None or >= total, else a sorted uniform random subset of ``n`` (fixed by seed)."""
+    if n is None or n >= total:
+        return np.arange(total)
+    return np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
+
+
 class _UInt8View(torch.utils.data.Dataset):
     """``dataset.get_uint8`` at the chosen indices, so a DataLoader can decode in worker processes."""
 
@@ -105,14 +113,57 @@ def uint8_images(
     replacement (fixed by ``seed``, so class-balanced in expectation even for class-sorted data sets), in index
     order. Yields ``ceil(n / batch_size)`` batches; ``num_workers`` > 0 decodes in DataLoader worker processes.
     """
-    total = len(dataset)
-    if n is None or n >= total:
-        indices = np.arange(total)
-    else:
-        indices = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
     loader = torch.utils.data.DataLoader(
-        _UInt8View(dataset, indices), batch_size=batch_size, num_workers=num_workers,
+        _UInt8View(dataset, _subset_indices(len(dataset), n, seed)), batch_size=batch_size, num_workers=num_workers,
         collate_fn=np.stack,
     )
     for batch in loader:
         yield np.repeat(batch, 3, axis=3) if batch.shape[3] == 1 else batch
+
+
+def _label(dataset: ImageDataset, i: int) -> int:
+    """Label of image ``i`` without decoding it where the data set keeps its labels (array or file list)."""
+    labels = getattr(dataset, "labels", None)
+    if labels is not None:
+        return int(labels[i])
+    samples = getattr(dataset, "samples", None)
+    if samples is not None:
+        return int(samples[i][1])
+    return int(dataset.load(i)[1])
+
+
+class _FloatView(torch.utils.data.Dataset):
+    """``(get_float or get_uint8 as float, label)`` at the chosen indices, for DataLoader workers."""
+
+    def __init__(self, dataset: ImageDataset, indices: np.ndarray, quantized: bool):
+        self.dataset, self.indices, self.quantized = dataset, indices, quantized
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        j = int(self.indices[i])
+        image = self.dataset.get_uint8(j).astype(np.float32) if self.quantized else self.dataset.get_float(j)
+        return image, _label(self.dataset, j)
+
+
+def _collate_labelled(batch: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:
+    return np.stack([b[0] for b in batch]), np.array([b[1] for b in batch], dtype=np.int64)
+
+
+def float_images(
+    dataset: ImageDataset, n: int | None = None, batch_size: int = 250, num_workers: int = 0, seed: int = 0,
+    labels: bool = False, quantized: bool = False,
+) -> Iterator[np.ndarray] | Iterator[tuple[np.ndarray, np.ndarray]]:
+    """As :func:`uint8_images` (same images, same order), but float32 (B, R, R, 3) batches in [0, 255].
+
+    The pixels come from ``get_float`` (unquantised where the data set keeps floats), or from ``get_uint8`` when
+    ``quantized``. ``labels``: yield ``(images, labels int64 (B,))`` instead.
+    """
+    loader = torch.utils.data.DataLoader(
+        _FloatView(dataset, _subset_indices(len(dataset), n, seed), quantized), batch_size=batch_size, num_workers=num_workers,
+        collate_fn=_collate_labelled,
+    )
+    for images, batch_labels in loader:
+        images = np.repeat(images, 3, axis=3) if images.shape[3] == 1 else images
+        yield (images, batch_labels) if labels else images

@@ -56,6 +56,14 @@ class ImageDataset(Dataset):
         """Image ``i`` as uint8 (R, R, C), at model resolution, never flipped."""
         return self.load(i)[0]
 
+    def get_float(self, i: int) -> np.ndarray:
+        """Image ``i`` as float32 (R, R, C) with values in [0, 255], never flipped.
+
+        Default: ``get_uint8(i)`` as float. A pipeline that keeps its resized pixels in float (the official HamGAN
+        preprocessing) overrides this to return them unquantised; ``--protocol hamgan-tf`` reads these.
+        """
+        return self.get_uint8(i).astype(np.float32)
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         """Image ``i`` as uint8 (C, R, R) and its label: the trainer moves uint8 to the device and converts it there
         (``x / 127.5 - 1``, see :func:`to_float`). Flipped left-right with probability 1/2 only when ``hflip`` is

@@ -1,33 +1,45 @@
-"""Evaluation metrics: FID and Inception Score on pytorch-fid's Inception-v3 (TF 2015-12-05 graph).
+"""Evaluation metrics on pytorch-fid's Inception-v3 (TF 2015-12-05 graph): FID, IS, KID, precision/recall,
+density/coverage, per-class FID.
 
 For the trainer (periodic FID)::
 
     from hamgan.metrics import InceptionFeatures, generator_fid, load_stats
     inception = InceptionFeatures().to(device)        # once; finds the weights in the torch hub cache
-    fid = generator_fid(G_ema, ref_stats, n=5000, inception=inception)   # ref_stats: (mu, sigma) or .npz path
+    fid = generator_fid(G_ema, ref_stats, n=5000, inception=inception, bn=BNMode("standing"))
 
 Reference statistics of a data set: ``hamgan-eval stats CONFIG --out ref.npz`` or :func:`dataset_statistics`.
+Every metric of a generator against a reference, from one Inception pass: :func:`hamgan.metrics.summary.summarize`.
 """
 
-from hamgan.metrics.fid import (
+from hamgan.metrics.features import (
     Extraction,
-    FeatureStats,
-    StatsError,
+    Reference,
     dataset_statistics,
     extract,
     folder_statistics,
-    frechet_distance,
     generator_fid,
     generator_statistics,
+    load_reference,
+    save_features,
+)
+from hamgan.metrics.fid import (
+    FeatureStats,
+    StatsError,
+    frechet_distance,
     load_stats,
     save_stats,
+    trace_sqrt_product,
     warn_if_biased,
 )
 from hamgan.metrics.inception import InceptionFeatures, InceptionWeightsError, hub_checkpoint_dir
 from hamgan.metrics.inception_score import inception_score, inception_score_from_probs
+from hamgan.metrics.kid import kernel_inception_distance
+from hamgan.metrics.precision_recall import Manifold, manifold_metrics
 
 __all__ = [
-    "Extraction", "FeatureStats", "StatsError", "dataset_statistics", "extract", "folder_statistics",
-    "frechet_distance", "generator_fid", "generator_statistics", "load_stats", "save_stats", "warn_if_biased",
-    "InceptionFeatures", "InceptionWeightsError", "hub_checkpoint_dir", "inception_score", "inception_score_from_probs",
+    "Extraction", "FeatureStats", "Manifold", "Reference", "StatsError", "dataset_statistics", "extract",
+    "folder_statistics", "frechet_distance", "generator_fid", "generator_statistics", "kernel_inception_distance",
+    "load_reference", "load_stats", "manifold_metrics", "save_features", "save_stats", "trace_sqrt_product",
+    "warn_if_biased", "InceptionFeatures", "InceptionWeightsError", "hub_checkpoint_dir", "inception_score",
+    "inception_score_from_probs",
 ]

@@ -4,25 +4,25 @@
     mu, sigma = stats.mean(), stats.cov()                   # float64, as np.mean / np.cov of all features
     fid = frechet_distance(mu, sigma, *load_stats("ref.npz"))
 
-Image sources become uint8 (B, 3, H, W) batches; :func:`extract` runs them through :class:`InceptionFeatures`.
-A folder is read exactly as pytorch-fid reads it (same files, same order, PIL ``.convert('RGB')``), decoded in
-DataLoader worker processes while the network runs.
+The distance is our own float64 function (no ``scipy.linalg.sqrtm``, whose arguments changed in SciPy 1.18 and broke
+pytorch-fid 0.3.0): Tr sqrt(sigma1 sigma2) is the sum of the square roots of the eigenvalues of the symmetric
+positive semi-definite sqrt(sigma1) sigma2 sqrt(sigma1), which has the same eigenvalues. It equals pytorch-fid's value
+to 1e-12 on full-rank covariances; on rank-deficient ones (fewer samples than 2048) it is exact where ``sqrtm`` is
+not (``sqrtm`` turns the zero eigenvalues into ~1e-7 noise whose square roots add up to ~1e-4 of FID; see
+tests/metrics/test_fid.py, which checks against the exact value computed from the features).
+
+Image sources and the Inception pass live in :mod:`hamgan.metrics.features`.
 """
 
 from __future__ import annotations
 
-import pathlib
 import warnings
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
-from pytorch_fid.fid_score import IMAGE_EXTENSIONS, calculate_frechet_distance
 
-from hamgan.metrics.inception import FEATURE_DIM, InceptionFeatures
+from hamgan.metrics.inception import FEATURE_DIM
 
 
 class StatsError(ValueError):
@@ -38,6 +38,7 @@ class FeatureStats:
     """Running mean and covariance of feature vectors, accumulated in float64 (sum and sum of outer products).
 
     ``cov()`` is the unbiased sample covariance (divides by n - 1), as ``np.cov(features, rowvar=False)``.
+    ``n``, ``sum`` and ``sum_outer`` add over disjoint sets of samples (e.g. an ``all_reduce`` over ranks).
     """
 
     def __init__(self, dim: int = FEATURE_DIM, device: str | torch.device = "cpu"):
@@ -69,11 +70,14 @@ class FeatureStats:
         return ((self.sum_outer - self.n * torch.outer(mu, mu)) / (self.n - 1)).cpu().numpy()
 
 
-def save_stats(path: str | Path, mu: np.ndarray, sigma: np.ndarray) -> None:
-    """Write ``mu`` and ``sigma`` as pytorch-fid's ``--save-stats`` does (``np.savez_compressed``)."""
+def save_stats(path: str | Path, mu: np.ndarray, sigma: np.ndarray, **extra: np.ndarray | str | int) -> None:
+    """Write ``mu`` and ``sigma`` as pytorch-fid's ``--save-stats`` does (``np.savez_compressed``).
+
+    ``extra`` arrays (``n``, ``protocol``, ``features``, ``labels``) are stored beside them; pytorch-fid ignores them.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, mu=mu, sigma=sigma)
+    np.savez_compressed(path, mu=mu, sigma=sigma, **{k: np.asarray(v) for k, v in extra.items()})
 
 
 def load_stats(path: str | Path, dim: int = FEATURE_DIM) -> tuple[np.ndarray, np.ndarray]:
@@ -100,12 +104,46 @@ def load_stats(path: str | Path, dim: int = FEATURE_DIM) -> tuple[np.ndarray, np
     return mu.astype(np.float64), sigma.astype(np.float64)
 
 
+# --------------------------------------------------------------------------------------------------------------------
+# The distance
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def _psd_eigenvalues(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (clipped to >= 0) and eigenvectors of a symmetric PSD matrix; eigenvalues below
+    ``dim * eps * largest`` (round-off of an exact zero) are set to 0, so rank-deficient inputs stay exact."""
+    w, v = np.linalg.eigh((a + a.T) / 2)
+    tol = a.shape[0] * np.finfo(np.float64).eps * max(float(w.max(initial=0.0)), 0.0)
+    return np.where(w > tol, w, 0.0), v
+
+
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """Tr sqrt(sigma1 sigma2) of two covariance matrices (symmetric PSD), in float64, without ``sqrtm``.
+
+    sigma1 sigma2 is similar to the symmetric PSD matrix sqrt(sigma1) sigma2 sqrt(sigma1), so the trace of its
+    principal square root is the sum of the square roots of that matrix's eigenvalues.
+    """
+    w1, v1 = _psd_eigenvalues(np.asarray(sigma1, dtype=np.float64))
+    root1 = (v1 * np.sqrt(w1)) @ v1.T
+    w, _ = _psd_eigenvalues(root1 @ np.asarray(sigma2, dtype=np.float64) @ root1)
+    return float(np.sqrt(w).sum())
+
+
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 sqrt(sigma1 sigma2)): pytorch-fid's ``calculate_frechet_distance``."""
-    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
+    """||mu1 - mu2||^2 + Tr(sigma1) + Tr(sigma2) - 2 Tr sqrt(sigma1 sigma2), all in float64.
+
+    The same quantity as pytorch-fid's ``calculate_frechet_distance`` (see the module doc for the agreement).
+    """
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
         raise StatsError(f"the two statistics have different shapes: mu {mu1.shape} vs {mu2.shape}, sigma "
                          f"{sigma1.shape} vs {sigma2.shape}")
-    return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2))
+    for name, a in (("mu1", mu1), ("sigma1", sigma1), ("mu2", mu2), ("sigma2", sigma2)):
+        if not np.isfinite(a).all():
+            raise StatsError(f"{name} holds NaN or inf values: the features (or the statistics file) are broken")
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt_product(sigma1, sigma2))
 
 
 def warn_if_biased(n: int, dim: int = FEATURE_DIM) -> None:
@@ -117,155 +155,14 @@ def warn_if_biased(n: int, dim: int = FEATURE_DIM) -> None:
         )
 
 
-# --------------------------------------------------------------------------------------------------------------------
-# Feature extraction
-# --------------------------------------------------------------------------------------------------------------------
+_MOVED = ("Extraction", "extract", "list_images", "ImageFiles", "folder_batches", "folder_statistics",
+          "generator_statistics", "generator_fid", "dataset_statistics")
 
 
-@dataclass
-class Extraction:
-    """What :func:`extract` returns: feature statistics and, when asked for, the logits (n, 1008) float32 CPU."""
+def __getattr__(name: str):
+    """The image sources moved to :mod:`hamgan.metrics.features`; ``hamgan.metrics.fid.X`` keeps working."""
+    if name in _MOVED:
+        from hamgan.metrics import features
 
-    stats: FeatureStats
-    logits: torch.Tensor | None = None
-
-    @property
-    def n(self) -> int:
-        return self.stats.n
-
-
-def extract(
-    batches: Iterable[torch.Tensor], inception: InceptionFeatures, device: str | torch.device = "cpu",
-    total: int | None = None, keep_logits: bool = False, desc: str = "inception", progress: bool = True,
-) -> Extraction:
-    """Run uint8 (B, 3, H, W) batches through the Inception; accumulate pool3 statistics (and logits).
-
-    ``total`` (number of images) only sizes the tqdm bar.
-    """
-    from tqdm import tqdm
-
-    device = torch.device(device)
-    stats = FeatureStats(FEATURE_DIM, device)
-    logits = []
-    bar = tqdm(total=total, desc=desc, unit="img", disable=not progress, leave=False)
-    with torch.inference_mode():
-        for images in batches:
-            images = torch.as_tensor(images).to(device, non_blocking=True)
-            features, lg = inception(images)
-            stats.update(features)
-            if keep_logits:
-                logits.append(lg.float().cpu())
-            bar.update(len(images))
-    bar.close()
-    if stats.n == 0:
-        raise StatsError("no images to compute statistics from")
-    return Extraction(stats, torch.cat(logits) if keep_logits else None)
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    """The image files of ``folder`` that pytorch-fid reads, in its order (no recursion)."""
-    folder = pathlib.Path(folder)
-    if not folder.is_dir():
-        raise StatsError(f"'{folder}' is not a folder")
-    files = sorted(file for ext in IMAGE_EXTENSIONS for file in folder.glob(f"*.{ext}"))
-    if not files:
-        raise StatsError(f"folder '{folder}' holds no images (looked for *.{{{','.join(sorted(IMAGE_EXTENSIONS))}}}, "
-                         f"lower-case extensions, not in subfolders)")
-    return files
-
-
-class ImageFiles(torch.utils.data.Dataset):
-    """Image files as uint8 (3, H, W) RGB tensors, decoded as pytorch-fid does (PIL ``.convert('RGB')``)."""
-
-    def __init__(self, files: list[Path]):
-        self.files = files
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        with Image.open(self.files[i]) as im:
-            return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
-
-
-def _stack_same_size(images: list[torch.Tensor]) -> torch.Tensor:
-    sizes = {tuple(x.shape) for x in images}
-    if len(sizes) > 1:
-        raise StatsError(f"images of different sizes in one batch {sorted(sizes)}: FID folders (as in pytorch-fid) "
-                         f"must hold images of one size; resize them first")
-    return torch.stack(images)
-
-
-def folder_batches(
-    folder: str | Path, batch_size: int = 50, num_workers: int = 1, pin_memory: bool = False,
-) -> tuple[Iterator[torch.Tensor], int]:
-    """uint8 (B, 3, H, W) batches of a folder's images (decoded in ``num_workers`` processes) and their count."""
-    files = list_images(folder)
-    loader = torch.utils.data.DataLoader(
-        ImageFiles(files), batch_size=batch_size, num_workers=num_workers, collate_fn=_stack_same_size,
-        pin_memory=pin_memory, persistent_workers=False, prefetch_factor=4 if num_workers > 0 else None,
-    )
-    return iter(loader), len(files)
-
-
-def folder_statistics(
-    folder: str | Path, inception: InceptionFeatures, batch_size: int = 50, device: str | torch.device = "cpu",
-    num_workers: int = 1, keep_logits: bool = False, progress: bool = True,
-) -> Extraction:
-    """Inception statistics of every image in ``folder`` (the images pytorch-fid would read)."""
-    batches, n = folder_batches(folder, batch_size, num_workers, pin_memory=torch.device(device).type == "cuda")
-    return extract(batches, inception, device, n, keep_logits, desc=Path(folder).name, progress=progress)
-
-
-def generator_statistics(
-    G: torch.nn.Module, inception: InceptionFeatures, n: int, batch_size: int = 100, truncation: float | None = None,
-    seed: int = 0, device: str | torch.device | None = None, keep_logits: bool = False, progress: bool = True,
-) -> Extraction:
-    """Inception statistics of ``n`` samples of G (labels uniform over its classes), quantised as PNG would be."""
-    from hamgan.sample import iter_samples
-
-    device = next(G.parameters()).device if device is None else device
-    batches = iter_samples(G, n, batch_size, None, truncation, seed, device)
-    return extract(batches, inception, device, n, keep_logits, desc="G samples", progress=progress)
-
-
-def generator_fid(
-    G: torch.nn.Module, ref: tuple[np.ndarray, np.ndarray] | str | Path, n: int = 5000, batch_size: int = 100,
-    inception: InceptionFeatures | None = None, seed: int = 0, device: str | torch.device | None = None,
-    progress: bool = False,
-) -> float:
-    """FID of ``n`` samples of G against reference statistics ``(mu, sigma)`` or a ``.npz`` path (for training).
-
-    Build the :class:`InceptionFeatures` once and pass it in when calling this repeatedly.
-    """
-    device = next(G.parameters()).device if device is None else device
-    if inception is None:
-        inception = InceptionFeatures().to(device)
-    mu_ref, sigma_ref = load_stats(ref) if isinstance(ref, (str, Path)) else ref
-    warn_if_biased(n)
-    was_training = G.training
-    G.eval()
-    try:
-        ext = generator_statistics(G, inception, n, batch_size, None, seed, device, progress=progress)
-    finally:
-        G.train(was_training)
-    return frechet_distance(ext.stats.mean(), ext.stats.cov(), mu_ref, sigma_ref)
-
-
-def dataset_statistics(
-    dataset: torch.utils.data.Dataset, inception: InceptionFeatures, n: int | None = None, batch_size: int = 100,
-    device: str | torch.device = "cpu", num_workers: int = 1, seed: int = 0, keep_logits: bool = False,
-    progress: bool = True,
-) -> Extraction:
-    """Inception statistics of a :func:`hamgan.data.build_dataset` data set's uint8 pixels (never flipped).
-
-    ``n`` None: every image; else a random subset of ``n`` (fixed by ``seed``), see :func:`hamgan.data.uint8_images`.
-    """
-    from hamgan.data import uint8_images
-
-    total = len(dataset) if n is None else min(n, len(dataset))
-    if total == 0:
-        raise StatsError("the data set is empty")
-    batches = (torch.from_numpy(b).permute(0, 3, 1, 2) for b in uint8_images(dataset, n, batch_size, num_workers,
-                                                                                 seed))
-    return extract(batches, inception, device, total, keep_logits, desc="data set", progress=progress)
+        return getattr(features, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -121,14 +121,21 @@ def spectral_norms(module: nn.Module) -> list[SpectralNorm]:
 
 
 @torch.no_grad()
-def refresh(module: nn.Module) -> None:
-    """Re-run the warm-up power iterations of the spectral norm of ``module.weight`` (after a re-initialisation)."""
+def refresh(module: nn.Module, iterations: int | None = None) -> bool:
+    """Run power iterations of the spectral norm of ``module.weight`` on its current weight, updating u and v.
+
+    ``iterations`` None: the layer's warm-up count (after a re-initialisation). Also used to fit u, v to weights
+    that were averaged elsewhere (an EMA generator, :mod:`hamgan.bn_modes`). Returns whether ``module`` has one.
+    """
     if not parametrize.is_parametrized(module, "weight"):
-        return
+        return False
     original = module.parametrizations.weight.original
+    found = False
     for p in module.parametrizations.weight:
         if isinstance(p, SpectralNorm):
-            p.power_iteration(original.detach().float().flatten(1), p.warmup)
+            p.power_iteration(original.detach().float().flatten(1), p.warmup if iterations is None else iterations)
+            found = True
+    return found
 
 
 __all__ = ["BOUNDS", "SNOptions", "SN_EPS", "SpectralNorm", "refresh", "spectral_norm", "spectral_norms"]

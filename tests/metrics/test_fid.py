@@ -9,16 +9,16 @@ from pytorch_fid.inception import InceptionV3
 from torchvision.utils import save_image
 
 from hamgan.evaluate import main as eval_main
+from hamgan.metrics.features import folder_statistics, list_images
 from hamgan.metrics.fid import (
     FeatureStats,
     StatsError,
-    folder_statistics,
     frechet_distance,
-    list_images,
     load_stats,
     save_stats,
     warn_if_biased,
 )
+from hamgan.metrics.summary import frechet_distance_of_features
 from hamgan.metrics.inception import InceptionFeatures
 from hamgan.sample import to_uint8
 
@@ -74,13 +74,88 @@ def test_streaming_stats_equal_numpy_mean_and_cov():
     np.testing.assert_allclose(stats.cov(), np.cov(x.astype(np.float64), rowvar=False), rtol=0, atol=1e-10)
 
 
+def pytorch_fid_distance(*stats) -> float | None:
+    """pytorch-fid's calculate_frechet_distance, or None where SciPy's sqrtm no longer takes its ``disp``."""
+    try:
+        return float(fid_score.calculate_frechet_distance(*stats))
+    except TypeError as e:  # SciPy >= 1.18: sqrtm() got an unexpected keyword argument 'disp'
+        assert "disp" in str(e)
+        return None
+
+
+def test_pytorch_fid_distance_fails_exactly_where_scipy_dropped_disp():
+    """The bug we no longer depend on: pytorch-fid 0.3.0 passes disp=False, which SciPy 1.18 rejects."""
+    import inspect
+
+    import scipy.linalg
+
+    has_disp = "disp" in inspect.signature(scipy.linalg.sqrtm).parameters
+    rng = np.random.default_rng(0)
+    stats = (*random_stats(rng, 4, 10), *random_stats(rng, 4, 10))
+    assert (pytorch_fid_distance(*stats) is not None) == has_disp
+    assert frechet_distance(*stats) > 0  # ours works with every SciPy
+
+
+def exact_fid_of_features(a: np.ndarray, b: np.ndarray) -> float:
+    """Ground truth: Tr sqrt(S_a S_b) from the singular values of the centred cross product (no sqrtm, no eigh)."""
+    ac, bc = a - a.mean(0), b - b.mean(0)
+    trace_sqrt = np.linalg.svd(ac @ bc.T, compute_uv=False).sum() / np.sqrt((len(a) - 1) * (len(b) - 1))
+    d = a.mean(0) - b.mean(0)
+    return float(d @ d + (ac * ac).sum() / (len(a) - 1) + (bc * bc).sum() / (len(b) - 1) - 2 * trace_sqrt)
+
+
+def relu_features(rng: np.random.Generator, n: int, dim: int, scale: float = 1.0) -> np.ndarray:
+    mix = rng.normal(size=(dim, dim)) / np.sqrt(dim)
+    return np.abs(rng.normal(size=(n, dim)) @ mix + 0.3) * scale  # non-negative, correlated, like pool3 features
+
+
 def test_frechet_distance_equals_pytorch_fid():
     rng = np.random.default_rng(1)
     a, b = random_stats(rng, 32, 100), random_stats(rng, 32, 80)
     ours = frechet_distance(*a, *b)
-    assert ours == fid_score.calculate_frechet_distance(*a, *b)
+    theirs = pytorch_fid_distance(*a, *b)
+    assert theirs is None or ours == pytest.approx(theirs, rel=1e-9, abs=1e-9)
     assert ours > 0
     assert frechet_distance(*a, *a) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("n_a", "n_b"), [(3000, 2500), (1000, 600), (200, 100)])
+def test_frechet_distance_2048_full_and_rank_deficient(n_a, n_b):
+    """2048-d covariances from N samples: full rank (N > 2048) and rank-deficient (N < 2048).
+
+    Ours equals the exact value (from the features' singular values) to 1e-9 relative in every case, and
+    pytorch-fid's sqrtm-based value to 1e-6 relative (sqrtm's own error on singular products is ~1e-7).
+    """
+    rng = np.random.default_rng(n_a)
+    a, b = relu_features(rng, n_a, 2048), relu_features(rng, n_b, 2048, scale=1.1)
+    stats = (a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    ours = frechet_distance(*stats)
+    assert ours == pytest.approx(exact_fid_of_features(a, b), rel=1e-9)
+    assert frechet_distance_of_features(torch.from_numpy(a), torch.from_numpy(b)) == pytest.approx(ours, rel=1e-9)
+    theirs = pytorch_fid_distance(*stats)
+    assert theirs is None or ours == pytest.approx(theirs, rel=1e-6)
+
+
+def test_frechet_distance_of_singular_low_dim_covariances_is_exact():
+    rng = np.random.default_rng(4)
+    a, b = relu_features(rng, 5, 16), relu_features(rng, 9, 16)  # ranks 4 and 8 in 16 dimensions
+    ours = frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    assert ours == pytest.approx(exact_fid_of_features(a, b), rel=1e-10)
+
+
+def test_frechet_distance_rejects_nan():
+    mu, sigma = np.zeros(3), np.eye(3)
+    with pytest.raises(StatsError, match="NaN or inf"):
+        frechet_distance(mu, sigma * np.nan, mu, sigma)
+
+
+def test_moved_names_still_import_from_fid_module():
+    import hamgan.metrics.fid as fid_module
+    from hamgan.metrics import features
+
+    assert fid_module.folder_statistics is features.folder_statistics
+    assert fid_module.generator_statistics is features.generator_statistics
 
 
 def test_frechet_distance_of_different_dims_is_an_error():
@@ -133,18 +208,26 @@ def test_folder_without_images_is_a_clear_error(tmp_path):
 def test_folder_fid_equals_pytorch_fid_command(fmnist_folders, pfid_model, capsys):
     """``hamgan-eval fid A B`` prints what ``python -m pytorch_fid A B`` prints (its path: get_activations, cov)."""
     a, b = fmnist_folders
-    theirs = []
+    theirs, acts = [], []
     for folder in (a, b):
         act = fid_score.get_activations(list_images(folder), pfid_model, 50, 2048, "cpu", 0)
+        acts.append(act)
         theirs += [np.mean(act, axis=0), np.cov(act, rowvar=False)]
-    theirs_fid = fid_score.calculate_frechet_distance(*theirs)
+    theirs_fid = pytorch_fid_distance(*theirs)  # None with SciPy >= 1.18, where pytorch-fid's command crashes
+    exact = exact_fid_of_features(*acts)  # the value pytorch-fid's command approximates, independent of SciPy
     capsys.readouterr()  # pytorch-fid's own prints
 
     with pytest.warns(UserWarning, match="biased"):
         assert eval_main(["fid", str(a), str(b), "--json", "--num-workers", "1"]) == 0
-    ours_fid = json.loads(capsys.readouterr().out)["fid"]
-    assert ours_fid == pytest.approx(theirs_fid, abs=1e-3)
+    out = json.loads(capsys.readouterr().out)
+    ours_fid = out["fid"]
+    assert ours_fid == pytest.approx(exact, abs=1e-3)
+    assert theirs_fid is None or ours_fid == pytest.approx(theirs_fid, abs=1e-3)
     assert ours_fid > 1.0  # train vs test images are not identical
+    assert out["protocol"] == "pytorch-fid" and out["a"]["n"] == out["b"]["n"] == N_PER_FOLDER
+    # real (rank-deficient: 16 images) feature statistics: exact, and pytorch-fid's sqrtm to 1e-6 relative
+    assert frechet_distance(*theirs) == pytest.approx(exact, rel=1e-9)
+    assert theirs_fid is None or frechet_distance(*theirs) == pytest.approx(theirs_fid, rel=1e-6)
 
 
 def test_generator_output_features_equal_png_round_trip(tmp_path, inception, pfid_model):

@@ -40,7 +40,26 @@ def test_missing_or_wrong_weights_file_is_a_clear_error(tmp_path):
         InceptionFeatures(garbage)
 
 
-def test_non_uint8_input_is_a_clear_error():
+def test_bad_input_is_a_clear_error_and_float_equals_uint8():
     net = InceptionFeatures.__new__(InceptionFeatures)  # preprocess needs no weights
-    with pytest.raises(ValueError, match=r"expected uint8 images of shape \(B, 3, H, W\)"):
-        InceptionFeatures.preprocess(net, torch.rand(2, 3, 8, 8))
+    torch.nn.Module.__init__(net)
+    net.resize = "torch"
+    with pytest.raises(ValueError, match=r"expected uint8 images \(or float in \[0, 255\]\) of shape"):
+        InceptionFeatures.preprocess(net, torch.zeros(2, 3, 8, 8, dtype=torch.int32))
+    with pytest.raises(ValueError, match=r"of shape \(B, 3, H, W\)"):
+        InceptionFeatures.preprocess(net, torch.zeros(2, 1, 8, 8, dtype=torch.uint8))
+    u8 = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    assert torch.equal(net.preprocess(u8), net.preprocess(u8.float()))
+    net.resize = "tf1"
+    assert net.preprocess(u8).shape == (2, 3, 299, 299)
+    assert not torch.allclose(net.preprocess(u8), InceptionFeatures.preprocess(
+        type("N", (), {"resize": "torch"})(), u8))
+
+
+def test_logits_leave_out_the_bias(fid_weights):
+    net = InceptionFeatures()
+    features, logits = net(torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8))
+    torch.testing.assert_close(logits, features @ net.net.fc.weight.T)
+    assert net.logits_bias.shape == (1008,)
+    with pytest.raises(ValueError, match="resize must be one of"):
+        InceptionFeatures(fid_weights, resize="antialias")
