@@ -133,6 +133,9 @@ y = bn(mine)
 running = bn.running_mean.clone(), bn.running_var.clone()
 with distributed.local_batch_norm(bn):
     local = bn(mine.detach())                 # this rank's batch only, no collective
+from hamgan.nn.layers import batch_norm      # TF's biased running variance, counted over the global batch
+bn_tf = distributed.convert_cross_replica_bn(torch.nn.Sequential(torch.nn.BatchNorm2d(3, momentum=0.5)))[0]
+batch_norm(bn_tf, mine.detach(), True)
 stats = FeatureStats(5)
 stats.update(torch.arange(10.0 * (r + 1)).reshape(-1, 5))
 distributed.all_reduce_feature_stats(stats)
@@ -150,7 +153,7 @@ try:
 except Exception as e:
     error = f"{type(e).__name__}: {e}"
 torch.save({"y": y.detach(), "grad": mine.grad, "running_mean": running[0], "running_var": running[1],
-            "local": local, "n": stats.n, "sum": stats.sum, "sum_outer": stats.sum_outer, "seen": seen,
+            "local": local, "running_var_biased": bn_tf.running_var, "n": stats.n, "sum": stats.sum, "sum_outer": stats.sum_outer, "seen": seen,
             "error": error}, results / f"rank{r}.pt")
 distributed.cleanup()
 """
@@ -158,7 +161,8 @@ distributed.cleanup()
 
 @pytest.mark.slow
 def test_collectives_on_two_gloo_ranks(tmp_path):
-    """Cross-replica BN equals one BatchNorm2d over the global batch (outputs, input gradients, running statistics);
+    """Cross-replica BN equals one BatchNorm2d over the global batch (outputs, input gradients, running statistics,
+    also TF's biased running variance);
     FeatureStats sums over ranks; rank 0 runs main_rank_first bodies first and its error reaches the others."""
     worker = tmp_path / "collectives.py"
     worker.write_text(COLLECTIVES)
@@ -177,6 +181,8 @@ def test_collectives_on_two_gloo_ranks(tmp_path):
     for r in (r0, r1):
         torch.testing.assert_close(r["running_mean"], bn.running_mean)
         torch.testing.assert_close(r["running_var"], bn.running_var)
+        biased = 0.5 * torch.ones(3) + 0.5 * x.detach().var(dim=(0, 2, 3), unbiased=False)
+        torch.testing.assert_close(r["running_var_biased"], biased)
     # local_batch_norm: rank 0's own 3 images only
     local = torch.nn.functional.batch_norm(x[:3].detach(), None, None, bn.weight, bn.bias, training=True)
     torch.testing.assert_close(r0["local"], local, atol=1e-5, rtol=1e-5)

@@ -267,6 +267,41 @@ def test_metrics_samples_and_checkpoint_rotation(tmp_path):
     assert load_config(out / "config.yaml").train.steps == 6
 
 
+@pytest.mark.parametrize("mode", ["auto", "running", "batch"])
+def test_sample_grid_uses_the_configured_batch_norm_statistics(tmp_path, mode):
+    """The grid of the EMA generator uses train.fid.bn (auto: standing statistics for an EMA generator), exactly as
+    hamgan-sample would draw it from the checkpoint (regression: grids used the raw G's copied running stats)."""
+    import numpy as np
+
+    from hamgan.bn_modes import BNMode
+    from hamgan.checkpoint import load_generator
+    from hamgan.sample import class_grid
+
+    out = tmp_path / "r"
+    train(tmp_path, out, 4, ["train.sample_every=4", f"train.fid.bn={mode}", "train.fid.bn_batches=2",
+                             "train.fid.bn_batch_size=8", "train.fid.sn_refresh=0"])
+    saved = np.asarray(Image.open(out / "samples" / "step-000000004.png"))
+    G, cfg, _ = load_generator(out / "ckpt-000000004.pt", ema=True)
+    expected_mode = {"auto": "standing"}.get(mode, mode)
+    grids = {m: class_grid(G, [0, 1, 2, 3], GRID_COLUMNS, seed=cfg.train.seed,
+                           bn=BNMode(m, batches=2, batch_size=8, sn_iterations=0))
+             for m in ("standing", "running", "batch")}
+
+    def png(grid):
+        path = tmp_path / "expected.png"
+        torchvision_save_image(grid, path)
+        return np.asarray(Image.open(path))
+
+    assert np.array_equal(saved, png(grids[expected_mode]))
+    assert all(not np.array_equal(saved, png(grids[m])) for m in grids if m != expected_mode)
+
+
+def torchvision_save_image(grid, path):
+    from torchvision.utils import save_image
+
+    save_image(grid, path, nrow=GRID_COLUMNS, padding=1)
+
+
 def test_best_fid_checkpoint(tmp_path, monkeypatch):
     fids = iter([5.0, 3.0, 4.0])
     monkeypatch.setattr(Trainer, "measure_fid", lambda self: next(fids))

@@ -101,10 +101,14 @@ def make_bn(num_features: int, options: BNOptions = BNOptions(), affine: bool = 
 
 
 def _stats_count(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> int:
-    """Number of values per channel the batch statistics of ``bn`` are taken over (all ranks for SyncBatchNorm)."""
+    """Number of values per channel the batch statistics of ``bn`` are taken over: all ranks for SyncBatchNorm and
+    for :class:`hamgan.distributed.CrossReplicaBatchNorm2d` while it synchronises (the trainer's micro-batches are
+    equal on every rank)."""
     count = x.numel() // x.shape[1]
     if isinstance(bn, nn.SyncBatchNorm) and dist.is_available() and dist.is_initialized():
-        count *= dist.get_world_size(bn.process_group)  # the trainer's micro-batches are equal on every rank
+        count *= dist.get_world_size(bn.process_group)
+    elif callable(getattr(bn, "_syncing", None)) and bn._syncing():  # cross-replica BN over the default group
+        count *= dist.get_world_size()
     return count
 
 
@@ -113,17 +117,17 @@ def batch_norm(bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor, biased_runn
 
     torch updates ``rv = (1 - m) rv_old + m * var * n / (n - 1)``; the biased update ``(1 - m) rv_old + m * var``
     equals ``((n - 1) rv + (1 - m) rv_old) / n``, applied after the call (C values; works for ``nn.BatchNorm2d``
-    and, with n counted over all ranks, ``nn.SyncBatchNorm``).
+    and, with n counted over all ranks, ``nn.SyncBatchNorm``). With ``momentum=None`` (a cumulative average, e.g.
+    standing statistics, :mod:`hamgan.bn_modes`) m is torch's ``1 / num_batches_tracked``.
     """
     if not (biased_running_var and bn.training and bn.track_running_stats and bn.running_var is not None):
         return bn(x)
-    if bn.momentum is None:
-        raise ValueError("biased_running_var needs a batch norm with a momentum (not a cumulative average)")
     old = bn.running_var.clone()
     out = bn(x)
+    momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
     n = _stats_count(bn, x)
     if n > 1:  # through .data: the BN backward holds running_var (without reading it) and checks its version
-        bn.running_var.data.mul_((n - 1) / n).add_(old, alpha=(1 - bn.momentum) / n)
+        bn.running_var.data.mul_((n - 1) / n).add_(old, alpha=(1 - momentum) / n)
     return out
 
 

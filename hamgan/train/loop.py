@@ -29,7 +29,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from hamgan import distributed
+from hamgan import bn_modes, distributed
 from hamgan.checkpoint import CheckpointWriteError, checkpoint_path, list_checkpoints, save_checkpoint
 from hamgan.config import Config, ConfigError, save_config, to_dict
 from hamgan.distributed import DistInfo
@@ -172,8 +172,16 @@ class Trainer:
             save_config(cfg, self.run_dir / "config.yaml")
         self.log = RunLogger(self.run_dir, config=to_dict(cfg), wandb_mode=cfg.log.wandb, project=cfg.log.project,
                              name=cfg.log.name, use_tqdm=cfg.log.tqdm, enabled=info.is_main, resume_step=self.step)
+        # batch-norm statistics of the sample grids and the periodic FID (train.fid.bn; bad values fail here)
+        try:
+            self.grid_bn = bn_modes.from_config(t.fid, ema=self.ema is not None)
+            self.fid_bn = bn_modes.from_config(t.fid, ema=t.fid.use_ema and self.ema is not None)
+        except ValueError as e:
+            raise ConfigError(f"train.fid (bn_batches, bn_batch_size, sn_refresh): {e}") from None
         self.fid = periodic.PeriodicFID(cfg, self.dataset, self.run_dir, info, self.log.write) if t.fid.every \
             else None
+        self.log.write(f"sample grids: {self.grid_bn.describe()} batch-norm statistics"
+                       + (f"; periodic FID: {self.fid_bn.describe()}" if self.fid is not None else ""))
 
     def close(self) -> None:
         """Release the run lock (rank 0). Idempotent."""
@@ -230,13 +238,13 @@ class Trainer:
         """The sample grid ``samples/step-<step>.png`` (rank 0; see hamgan.train.periodic)."""
         path = self.run_dir / "samples" / f"step-{self.step:09d}.png"
         return periodic.save_sample_grid(self.sampling_generator(), self.grid_classes, self.cfg.train.seed,
-                                         self.device, self.amp, path)
+                                         self.device, self.amp, path, self.grid_bn)
 
     def measure_fid(self) -> float | None:
         """FID of ``train.fid.n_samples`` samples (EMA G when ``train.fid.use_ema``), all ranks together; None when
         it failed (logged). Collective."""
         G = self.ema.model if self.cfg.train.fid.use_ema and self.ema is not None else self.G
-        return self.fid.measure(G, self.step)
+        return self.fid.measure(G, self.step, self.fid_bn)
 
     def record_fid(self, fid: float | None) -> None:
         """Log an FID and write ``ckpt-best.pt`` when it is the best so far (collective; same value on all ranks)."""

@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 
 from hamgan import distributed
+from hamgan.bn_modes import BNMode, bn_mode
 from hamgan.config import Config
 from hamgan.distributed import DistInfo
 from hamgan.train.precision import autocast
@@ -42,20 +43,17 @@ def grid_classes(num_classes: int) -> list[int]:
 
 
 def save_sample_grid(G: nn.Module, classes: list[int], seed: int, device: torch.device,
-                     amp: torch.dtype | None, path: Path) -> Path:
-    """The grid of ``G`` (see module doc) written to ``path``; G's mode and the random streams are restored."""
+                     amp: torch.dtype | None, path: Path, bn: BNMode | None = None) -> Path:
+    """The grid of ``G`` (see module doc) written to ``path`` with the batch-norm statistics ``bn``
+    (:mod:`hamgan.bn_modes`; None: running); G's mode, buffers and the random streams are restored."""
     from torchvision.utils import save_image
 
     from hamgan.sample import class_grid
 
-    was_training = G.training
-    G.eval()
     devices = [device] if device.type == "cuda" else []
-    try:  # fork_rng: the Hamburger draws random bases
-        with torch.random.fork_rng(devices=devices), autocast(device, amp), distributed.local_batch_norm(G):
-            grid = class_grid(G, classes, GRID_COLUMNS, seed=seed, device=device)
-    finally:
-        G.train(was_training)
+    # fork_rng: the Hamburger draws random bases; class_grid enters bn_mode, which restores G's flags and buffers
+    with torch.random.fork_rng(devices=devices), autocast(device, amp), distributed.local_batch_norm(G):
+        grid = class_grid(G, classes, GRID_COLUMNS, seed=seed, device=device, bn=bn or BNMode("running"))
     path.parent.mkdir(exist_ok=True)
     save_image(grid, path, nrow=GRID_COLUMNS, padding=1)
     return path
@@ -142,8 +140,9 @@ class PeriodicFID:
                                          self.cfg.data.num_workers))
         return extract(batches, self.inception, self.device, len(shard), progress=False).stats
 
-    def measure(self, G: nn.Module, step: int) -> float | None:
-        """FID of ``train.fid.n_samples`` samples of ``G`` (all ranks together); None when it failed (logged).
+    def measure(self, G: nn.Module, step: int, bn: BNMode | None = None) -> float | None:
+        """FID of ``train.fid.n_samples`` samples of ``G`` (all ranks together) with the batch-norm statistics
+        ``bn`` (None: running); None when it failed (logged).
 
         Collective: call it on every rank. The random streams of training are untouched.
         """
@@ -152,18 +151,17 @@ class PeriodicFID:
         f, info = self.fid, self.info
         share = distributed.shard_sizes(f.n_samples, info.world_size)[info.rank]
         stats, error = None, None
-        was_training = G.training
-        G.eval()
         devices = [self.device] if self.device.type == "cuda" else []
         try:
-            with torch.random.fork_rng(devices=devices), distributed.local_batch_norm(G):
+            # bn_mode: eval mode and the batch-norm statistics of ``bn`` (standing ones drawn from the run seed, the
+            # same on every rank), all restored on exit; the samples use this rank's own seed
+            with torch.random.fork_rng(devices=devices), distributed.local_batch_norm(G), \
+                    bn_mode(G, bn or BNMode("running"), seed=self.cfg.train.seed, device=self.device):
                 if share > 0:
                     stats = generator_statistics(G, self.inception, share, f.batch_size, None,
                                                  self.cfg.train.seed + info.rank, self.device, progress=False).stats
         except Exception as e:  # this rank's own work; the collectives below are outside the try
             error = f"{type(e).__name__}: {e}"
-        finally:
-            G.train(was_training)
         errors = [(r, e) for r, e in enumerate(distributed.all_gather_object(error)) if e is not None]
         if errors:
             self.write(f"step {step}: FID failed ({'; '.join(f'rank {r}: {e}' for r, e in errors)}); "

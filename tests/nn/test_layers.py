@@ -157,6 +157,23 @@ def test_running_variance_biased_as_tf_or_unbiased_as_torch(biased):
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("biased", [True, False])
+def test_cumulative_average_running_variance(biased):
+    """momentum=None (standing statistics): the running variance is the mean of the batch variances, biased as TF
+    or unbiased as torch (regression: the biased convention used to refuse a cumulative average)."""
+    torch.manual_seed(0)
+    bn = make_bn(3, BNOptions(biased_running_var=biased))
+    bn.reset_running_stats()
+    bn.momentum = None
+    batches = [torch.randn(4, 3, 2, 5) * (k + 1) for k in range(3)]
+    for x in batches:
+        batch_norm(bn, x, biased)
+    n = 4 * 2 * 5
+    variances = [x.var(dim=(0, 2, 3), unbiased=False) * (1 if biased else n / (n - 1)) for x in batches]
+    torch.testing.assert_close(bn.running_var, torch.stack(variances).mean(0))
+    torch.testing.assert_close(bn.running_mean, torch.stack([x.mean(dim=(0, 2, 3)) for x in batches]).mean(0))
+
+
 def test_biased_running_variance_keeps_backward_working_and_eval_untouched():
     bn = make_bn(2, BNOptions(biased_running_var=True))
     x = torch.randn(3, 2, 4, 4, requires_grad=True)
