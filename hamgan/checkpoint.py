@@ -119,9 +119,15 @@ def load_state_dict_checked(module: torch.nn.Module, state_dict: dict, what: str
 
 
 def load_generator(path: str | Path, ema: bool = True, device: str | torch.device = "cpu"):
-    """The generator of a checkpoint, in eval mode: ``(G, cfg, step)``.
+    """The generator of a checkpoint, in eval mode: ``(G, cfg, step)`` (see :func:`load_generator_ema`)."""
+    return load_generator_ema(path, ema, device)[:3]
 
-    ``ema=True`` takes the EMA weights when the checkpoint has them (else the raw G, with a warning).
+
+def load_generator_ema(path: str | Path, ema: bool = True, device: str | torch.device = "cpu"):
+    """The generator of a checkpoint, in eval mode, and whether it holds EMA weights: ``(G, cfg, step, is_ema)``.
+
+    ``ema=True`` takes the EMA weights when the checkpoint has them (else the raw G, with a warning; ``is_ema`` is
+    then False). Sampling code uses ``is_ema`` to choose the default batch-norm statistics (:mod:`hamgan.bn_modes`).
     """
     import warnings
 
@@ -131,11 +137,11 @@ def load_generator(path: str | Path, ema: bool = True, device: str | torch.devic
     state = load_checkpoint(path)
     cfg = from_dict(state["config"])
     G = Generator(cfg.model)
-    weights = state["G"]
+    weights, is_ema = state["G"], False
     if ema:
         if state.get("G_ema") is not None:
-            weights = state["G_ema"]
+            weights, is_ema = state["G_ema"], True
         else:
-            warnings.warn(f"checkpoint {path} has no EMA generator; using the raw G", stacklevel=2)
+            warnings.warn(f"checkpoint {path} has no EMA generator; using the raw G", stacklevel=3)
     load_state_dict_checked(G, weights, "generator", path)
-    return G.to(device).eval(), cfg, int(state["step"])
+    return G.to(device).eval(), cfg, int(state["step"]), is_ema

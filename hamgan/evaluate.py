@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from hamgan.bn_modes import BNMode
+from hamgan.checkpoint import load_generator_ema
 from hamgan.info import count_params
 from hamgan.metrics.features import (
     Extraction,
@@ -41,7 +42,7 @@ from hamgan.metrics.fid import StatsError, frechet_distance, save_stats, warn_if
 from hamgan.metrics.inception import InceptionFeatures
 from hamgan.metrics.protocol import DEFAULT_PROTOCOL, PROTOCOLS, Protocol, get_protocol
 from hamgan.metrics.summary import METRICS, summarize
-from hamgan.sample import add_bn_arguments, bn_from_args, load_sampled_generator
+from hamgan.sample import add_bn_arguments, bn_from_args
 
 ZERO_HEAD_WARNING = ("Inception head weights are zero; IS meaningless — use pytorch-fid's downloaded weights "
                      "(this weights file has only the FID features)")
@@ -138,7 +139,7 @@ def compute(source: Source, args: argparse.Namespace, inception: InceptionFeatur
                                  args.seed, quantize=protocol.quantize, **common)
         result = Result(Reference.from_extraction(ext, protocol.name, str(source)), ext)
     else:
-        G, cfg, step, is_ema = load_sampled_generator(source.path, args.ema, args.device)
+        G, cfg, step, is_ema = load_generator_ema(source.path, args.ema, args.device)
         bn = bn_from_args(args, ema=is_ema, mode=protocol.bn if args.bn == "auto" else None)
         n = args.n if args.n is not None else protocol.n
         batch = args.batch_size if protocol.batch_size is None or args.batch_size_given else protocol.batch_size

@@ -176,23 +176,6 @@ def interpolation_grid(
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def load_sampled_generator(checkpoint: str | Path, ema: bool = True, device: str | torch.device = "cpu"):
-    """``(G, cfg, step, is_ema)``: :func:`hamgan.checkpoint.load_generator` and whether it gave EMA weights (False
-    when ``ema`` is off or the checkpoint has none, which load_generator warns about)."""
-    import warnings
-
-    from hamgan.checkpoint import load_generator
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        G, cfg, step = load_generator(checkpoint, ema=ema, device=device)
-    no_ema = False
-    for w in caught:
-        no_ema |= "no EMA generator" in str(w.message)
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return G, cfg, step, ema and not no_ema
-
-
 def _int_list(text: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",") if v.strip()]
@@ -260,11 +243,13 @@ def run(args: argparse.Namespace) -> str:
     """Do what the parsed command line asks; returns a one-line summary."""
     from tqdm import tqdm
 
+    from hamgan.checkpoint import load_generator_ema
+
     if args.truncation is not None and args.truncation <= 0:
         raise ValueError(f"--truncation must be > 0, got {args.truncation}")
     if args.n is not None and args.n <= 0:
         raise ValueError(f"--n must be positive, got {args.n}")
-    G, cfg, step, is_ema = load_sampled_generator(args.checkpoint, args.ema, args.device)
+    G, cfg, step, is_ema = load_generator_ema(args.checkpoint, args.ema, args.device)
     bn = bn_from_args(args, ema=is_ema)
     print(f"batch norm: {bn.describe()}", file=sys.stderr)
     if args.classes is not None:

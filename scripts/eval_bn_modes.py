@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hamgan.bn_modes import SN_REFRESH_EMA, BNMode
 from hamgan.metrics import InceptionFeatures, frechet_distance, generator_statistics, load_stats
-from hamgan.sample import load_sampled_generator
+from hamgan.checkpoint import load_generator_ema
 
 MODES = (("standing", SN_REFRESH_EMA), ("batch", SN_REFRESH_EMA), ("running", 0), ("standing", 0))
 
@@ -105,7 +105,7 @@ def main() -> None:
         for ckpt in args.checkpoints:
             if (ckpt, mode, sn) in done:
                 continue
-            G, _, step, is_ema = load_sampled_generator(ckpt, ema=True)
+            G, _, step, is_ema = load_generator_ema(ckpt, ema=True)
             bn = BNMode(mode, sn_iterations=sn)
             t = time.perf_counter()
             ext = generator_statistics(G, inception, args.n, args.batch_size, None, args.seed, "cpu", progress=False,

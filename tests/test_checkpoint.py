@@ -12,6 +12,8 @@ from hamgan.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    load_generator,
+    load_generator_ema,
     load_state_dict_checked,
     save_checkpoint,
 )
@@ -75,3 +77,16 @@ def test_architecture_mismatch_names_the_fix():
     small, big = torch.nn.Linear(2, 3), torch.nn.Linear(2, 4)
     with pytest.raises(CheckpointError, match="does not fit the configured architecture"):
         load_state_dict_checked(small, big.state_dict(), "generator", "x.pt")
+
+
+def test_load_generator_says_whether_it_gave_ema_weights(tmp_path: Path, tiny_checkpoint):
+    with_ema = tiny_checkpoint(tmp_path / "a.pt", ema=True)
+    without = tiny_checkpoint(tmp_path / "b.pt", ema=False)
+    G, _, step, is_ema = load_generator_ema(with_ema)
+    assert is_ema and step == 7 and not G.training
+    ema_weights = torch.load(with_ema, weights_only=False)["G_ema"]
+    assert all(torch.equal(v, ema_weights[k]) for k, v in G.state_dict().items())
+    assert load_generator_ema(with_ema, ema=False)[3] is False
+    with pytest.warns(UserWarning, match="has no EMA generator; using the raw G"):
+        assert load_generator_ema(without)[3] is False
+    assert len(load_generator(with_ema)) == 3
