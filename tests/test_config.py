@@ -206,6 +206,8 @@ def test_imagenet_configs_follow_the_paper():
                 assert (h.dim, h.rank, h.bread_bias) == (dim, rank, False)
         if kind == "ylg":
             assert m.g.ylg.heads == m.d.ylg.heads == 8
+        f = t.fid
+        assert (f.use_ema, f.bn) == (False, "batch")  # the official code samples G with per-batch statistics
 
 
 @pytest.mark.parametrize("preset", sorted((CONFIGS / "presets").glob("*.yaml")), ids=lambda p: p.name)
@@ -215,6 +217,7 @@ def test_presets_apply_on_top_of_a_config(preset, tmp_path):
     cfg = load_config(top)
     assert cfg.model.init == "orthogonal" and cfg.model.sn.bound == "exact" and cfg.model.g.context == "attention"
     assert cfg.data.resize in ("pil-bilinear", "pil-lanczos")
+    assert cfg.train.fid.bn == {"studiogan.yaml": "running", "biggan_pytorch.yaml": "standing"}[preset.name]
 
 
 def test_fid_bn_fields_parse_and_default_to_auto():
