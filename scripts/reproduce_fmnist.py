@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work", type=Path, default=Path("runs/fmnist32_study"), help="run folders (not committed)")
     p.add_argument("--results", type=Path, default=Path("results/fmnist32"), help="result files (committed)")
     p.add_argument("--checkpoints", type=Path, default=None,
-                   help="export each run's final G and EMA G (no D / optimiser) to this folder")
+                   help="export the final G and EMA G (no D / optimiser) of each model's first finished seed here")
     p.add_argument("--configs", type=Path, default=DEFAULT_CONFIGS, help="folder of the fmnist32_*.yaml configs")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override of every model (repeatable), e.g. --set model.g.channels=16")

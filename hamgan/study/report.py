@@ -345,12 +345,14 @@ def write_report(runs: list[Run], o: StudyOptions, argv: list[str], failed: list
             if r.model == model)
     exported: list[Path] = []
     if o.checkpoints is not None:
-        for run in runs:
-            path = o.checkpoints / f"{run.name}.pt"
-            if run.folder.is_dir():
-                export_checkpoint(run.folder, o.steps, path)
-            if path.is_file():
-                exported.append(path)
+        for model in o.models:  # the first seed whose final checkpoint exists (all 27 runs would exceed 20 MB)
+            for run in (r for r in runs if r.model == model):
+                path = o.checkpoints / f"{run.name}.pt"
+                if run.folder.is_dir():
+                    export_checkpoint(run.folder, o.steps, path)
+                if path.is_file():
+                    exported.append(path)
+                    break
         size = folder_bytes(o.checkpoints)
         if size > EXPORT_WARN_BYTES:
             out(f"warning: exported checkpoints take {size / 2**20:.1f} MB in {o.checkpoints} (> 15 MB); results/ "
