@@ -73,10 +73,12 @@ bench: setup
 	$(PY) scripts/bench_train.py
 	$(PY) scripts/bench_fid.py
 
-# The issue-5 study (results/fmnist32): 3 models x 3 seeds, FID at 4 points; resumable, ~1.8 h on 2 cores.
+# The issue-12 study (results/fmnist32): HamGAN, SAGAN, none x 5 seeds, Ham CD / VQ / in G only / in D only x 3 seeds;
+# FID@2000 at 3 intermediate steps, FID / KID / precision / recall @5000 at the last, standing BN statistics; 2 trainings
+# at once; resumable (run it again after an interruption). Budget from the pilot (scripts/reproduce_fmnist.py docstring).
 study: setup
-	$(PY) scripts/reproduce_fmnist.py --models hamgan,sagan,none --seeds 0,1,2 --steps 2000 --n 1000 \
-		--ref-n 10000 --checkpoints results/fmnist32/checkpoints
+	$(PY) scripts/reproduce_fmnist.py --models hamgan:5,sagan:5,none:5,ham-cd:3,ham-vq:3,ham-g:3,ham-d:3 \
+		--steps 4000 --mid-n 2000 --final-n 5000 --jobs 2 --checkpoints results/fmnist32/checkpoints
 
 # hamgan's SAGAN against TF-GAN's self_attention_estimator (scripts/check_tfgan_parity.py): TensorFlow lives in a venv
 # of its own (TF_VENV, created on first use: minutes), never in hamgan's.

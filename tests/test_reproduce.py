@@ -1,16 +1,18 @@
-"""Smoke test of scripts/reproduce_fmnist.py on a tiny budget: 2 models x 2 seeds x 4 steps on Fashion-MNIST, FID
-of 8 samples (real Inception) against 8 test images; outputs, resuming, report-only and bad options.
+"""Smoke test of scripts/reproduce_fmnist.py (hamgan.study) on a tiny budget: 2 models x 2 seeds x 4 steps on
+Fashion-MNIST, 2 trainings at once, evaluations of 6 / 8 samples (real Inception) against 8 test images; outputs,
+resuming, eval-only, report-only, failed runs, bad options and the rerun check.
 
 The Fréchet distance itself (scipy's sqrtm of 2048 x 2048 matrices, ~30 s per call on a busy 2-core CPU) is replaced
 by a cheap stand-in here; its numbers are tested in tests/metrics/test_fid.py. Everything else is the real pipeline:
-training subprocesses, checkpoints, Inception features, caching, aggregation, plots, grids and exported checkpoints.
+training subprocesses, checkpoints, standing statistics, Inception features, caching, aggregation, plots, grids.
 """
 
 import csv
 import importlib.util
 import json
-import math
 import os
+import re
+import socket
 import sys
 from pathlib import Path
 
@@ -19,12 +21,15 @@ import pytest
 from PIL import Image
 
 import hamgan.metrics.fid as fid_module
+import hamgan.metrics.summary as summary_module
 from hamgan.checkpoint import checkpoint_path, load_generator
 from hamgan.metrics.inception import WEIGHTS_NAME, hub_checkpoint_dir
+from hamgan.study.evaluation import CACHE_NAME, Evaluator
+from hamgan.study.scheduler import Scheduler, live_lock
 
 REPO = Path(__file__).resolve().parent.parent
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
-STEPS, EVAL_STEPS, SEEDS, MODELS = 4, [2, 4], [0, 1], ["hamgan", "none"]
+STEPS, MID, SEEDS, MODELS = 4, 2, [0, 1], ["hamgan", "none"]
 
 pytestmark = pytest.mark.slow
 
@@ -58,11 +63,18 @@ def cheap_frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     return float(((mu1 - mu2) ** 2).sum() + np.trace(sigma1) + np.trace(sigma2))
 
 
-def study_argv(tmp: Path, work: Path | None = None) -> list[str]:
-    return ["--models", ",".join(MODELS), "--seeds", ",".join(map(str, SEEDS)), "--steps", str(STEPS),
-            "--eval-steps", ",".join(map(str, EVAL_STEPS)), "--n", "8", "--ref-n", "8", "--threads", "1",
-            "--work", str(work or tmp / "work"), "--results", str(tmp / "results"),
-            "--checkpoints", str(tmp / "results" / "checkpoints")]
+@pytest.fixture
+def cheap_fid(monkeypatch):
+    monkeypatch.setattr(fid_module, "frechet_distance", cheap_frechet_distance)
+    monkeypatch.setattr(summary_module, "frechet_distance", cheap_frechet_distance)
+
+
+def study_argv(tmp: Path, work: Path | None = None, results: Path | None = None) -> list[str]:
+    return ["--models", ",".join(f"{m}:{len(SEEDS)}" for m in MODELS), "--steps", str(STEPS), "--eval-steps", str(MID),
+            "--mid-n", "6", "--final-n", "8", "--allow-small-n", "--ref-n", "8", "--bn-batches", "1",
+            "--bn-batch-size", "4", "--eval-batch-size", "4", "--jobs", "2", "--threads", "1", "--poll", "0.2",
+            "--work", str(work or tmp / "work"), "--results", str(results or tmp / "results"),
+            "--checkpoints", str((results or tmp / "results") / "checkpoints")]
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +83,7 @@ def study(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("study")
     mp = pytest.MonkeyPatch()
     mp.setattr(fid_module, "frechet_distance", cheap_frechet_distance)
+    mp.setattr(summary_module, "frechet_distance", cheap_frechet_distance)
     try:
         assert driver.main(study_argv(tmp)) == 0
     finally:
@@ -84,62 +97,59 @@ def read_csv(path: Path) -> list[dict]:
 
 
 def test_rows_cover_every_run_and_eval_step(study):
-    rows = read_csv(study / "results" / "runs.csv")
-    assert {(r["model"], int(r["seed"]), int(r["step"])) for r in rows} == {
-        (m, s, t) for m in MODELS for s in SEEDS for t in EVAL_STEPS}
-    as_json = json.loads((study / "results" / "runs.json").read_text())
-    assert [(r["model"], r["seed"], r["step"], r["fid"]) for r in as_json] == [
-        (r["model"], int(r["seed"]), int(r["step"]), float(r["fid"])) for r in rows]
+    rows = json.loads((study / "results" / "runs.json").read_text())
+    assert {(r["model"], r["seed"], r["step"]) for r in rows} == {(m, s, t) for m in MODELS for s in SEEDS
+                                                                  for t in (MID, STEPS)}
+    assert len(read_csv(study / "results" / "runs.csv")) == len(rows)
     for r in rows:
-        assert math.isfinite(float(r["fid"])) and float(r["fid"]) > 0
-        assert int(r["n"]) == 8 and r["ref"] == "fmnist32_test_8.npz"
-        assert float(r["images_per_s"]) > 0
-    by_run = {}
-    for r in rows:
-        by_run.setdefault(r["run"], []).append((int(r["step"]), float(r["wall_s"])))
-    for points in by_run.values():  # training time grows with the step
-        (s1, w1), (s2, w2) = sorted(points)
+        assert r["bn"] == "standing" and (r["bn_batches"], r["bn_batch_size"]) == (1, 4)
+        assert r["ref"] == "fmnist32_test_8_features.npz" and np.isfinite(r["fid"]) and r["images_per_s"] > 0
+        if r["step"] == MID:  # FID@mid only
+            assert r["n"] == 6 and r["fid_at_6"] == r["fid"] and r["kid_mean"] is None
+        else:  # all metrics of 8 samples, and the FID of their first 6
+            assert r["n"] == 8 and r["fid_at_6"] != r["fid"]
+            assert all(np.isfinite(r[k]) for k in ("kid_mean", "precision", "recall", "density", "coverage"))
+    for run in {r["run"] for r in rows}:  # training time grows with the step
+        (w1, w2) = [r["wall_s"] for r in sorted((r for r in rows if r["run"] == run), key=lambda r: r["step"])]
         assert 0 < w1 < w2
     ham = next(r for r in rows if r["model"] == "hamgan")
     none = next(r for r in rows if r["model"] == "none")
-    assert int(ham["context_macs_g"]) > 0 and int(ham["context_params_d"]) > 0
-    assert int(none["context_macs_g"]) == 0 and int(ham["params_g"]) > int(none["params_g"])
+    assert ham["context_macs_g"] > 0 and ham["context_params_d"] > 0 and none["context_macs_g"] == 0
+    assert ham["context_scale_g"] is not None and none["context_scale_g"] is None
 
 
-def test_rows_record_the_learnt_scale_of_the_context_block(study):
-    import torch
-
-    for r in read_csv(study / "results" / "runs.csv"):
-        if r["model"] == "none":
-            assert r["context_scale_g"] == "" and r["context_scale_d"] == ""
-            continue
-        state = torch.load(checkpoint_path(Path(r["run"]), int(r["step"])), weights_only=False)
-        assert float(r["context_scale_g"]) == pytest.approx(state["G"]["context.sigma"].item(), abs=1e-5)
-        assert float(r["context_scale_d"]) == pytest.approx(state["D"]["context.sigma"].item(), abs=1e-5)
-
-
-def test_summary_aggregates_over_seeds(study):
+def test_summary_aggregates_over_seeds_and_pairs(study):
     rows = json.loads((study / "results" / "runs.json").read_text())
     summary = json.loads((study / "results" / "summary.json").read_text())
     assert list(summary["models"]) == MODELS
     for model in MODELS:
         s = summary["models"][model]
-        assert s["final_step"] == STEPS and sorted(map(int, s["steps"])) == EVAL_STEPS
-        for step in EVAL_STEPS:
-            fids = [r["fid"] for r in rows if r["model"] == model and r["step"] == step]
-            at = s["steps"][str(step)]
-            assert at["seeds"] == SEEDS
-            assert at["fid_mean"] == pytest.approx(np.mean(fids))
-            assert at["fid_std"] == pytest.approx(np.std(fids, ddof=1))
+        final = [r for r in rows if r["model"] == model and r["step"] == STEPS]
+        assert s["final"]["seeds"] == SEEDS and s["final"]["n"] == 8
+        assert s["final"]["fid_mean"] == pytest.approx(np.mean([r["fid"] for r in final]))
+        assert s["final"]["fid_std"] == pytest.approx(np.std([r["fid"] for r in final], ddof=1))
+        assert s["final"]["metrics"]["precision"]["values"] == [r["precision"] for r in final]
+        assert sorted(map(int, s["steps"])) == [MID, STEPS]
+        assert s["steps"][str(STEPS)]["fids"] == [r["fid_at_6"] for r in final]  # the curve's final point: FID@6
+    o = summary["options"]
+    assert o["models"] == {m: SEEDS for m in MODELS} and o["n"] == 8 and o["mid_n"] == 6 and o["ref_n"] == 8
+    assert o["bn"] == "standing" and o["eval_steps"] == [MID] and o["jobs"] == 2
+    pair = summary["paired"]["hamgan-none"]
+    assert pair["fid"]["n"] == 2 and pair["fid"]["diffs"] == pytest.approx(
+        [summary["models"]["hamgan"]["final"]["fids"][i] - summary["models"]["none"]["final"]["fids"][i]
+         for i in range(2)])
+    assert pair["fid"]["verdict"] in ("beat", "lost", "matched") and summary["paired"]["hamgan-sagan"] == {}
+    assert summary["plateau"]["hamgan"]["to_step"] == STEPS
+    c = summary["compute"]
+    assert c["runs"] == 4 and c["train_s"] > 0 and c["eval_s"] > 0 and c["driver_wall_s"] > 0
+    assert summary["cost"]["none"]["context_params_g"] == 0 and summary["cost"]["hamgan"]["context_macs_d"] > 0
+    assert summary["failed_runs"] == [] and "hamgan-eval compare" in summary["commands"]["compare"]
     text = (study / "results" / "summary.md").read_text()
-    assert "| HamGAN (Ham NMF) |" in text and "| no context block |" in text
-    assert "hamgan-eval compare" in text and "scripts/reproduce_fmnist.py" in text
-    assert summary["commands"]["compare"].count(".pt") == len(MODELS) * len(SEEDS)
-    assert "learnt scale G / D" in text and "min of FID evaluation" in text
-    assert str(REPO) not in summary["commands"]["train_example"] + summary["commands"]["reference_stats"]
+    assert "standing BN statistics (1 x 4)" in text and "| HamGAN (Ham NMF) |" in text
+    assert "Paired differences" in text and "Plateau check" in text and "scripts/reproduce_fmnist.py" in text
 
 
-def test_plots_and_sample_grids_are_images(study):
+def test_plots_grids_and_exported_checkpoints(study):
     results = study / "results"
     for name in ("fid_vs_steps.png", "fid_vs_wallclock.png"):
         with Image.open(results / name) as im:
@@ -147,100 +157,101 @@ def test_plots_and_sample_grids_are_images(study):
     for model in MODELS:
         with Image.open(results / "samples" / f"{model}.png") as im:
             assert im.size == (10 * 33 + 1, 10 * 33 + 1)  # 10 classes x 10 samples of 32x32, padding 1
+        assert not (results / "checkpoints" / f"{model}-seed1.pt").exists()  # one per model: results/ < 20 MB
+        path = results / "checkpoints" / f"{model}-seed0.pt"
+        assert path.stat().st_size < 1_500_000
+        G, cfg, step = load_generator(path)
+        assert step == STEPS and cfg.train.seed == 0 and cfg.model.g.context == ("ham" if model == "hamgan" else "none")
 
 
-def test_exported_checkpoints_are_small_and_load(study):
-    for model in MODELS:
-        for seed in SEEDS:
-            path = study / "results" / "checkpoints" / f"{model}-seed{seed}.pt"
-            assert path.stat().st_size < 1_500_000
-            G, cfg, step = load_generator(path)
-            assert step == STEPS and cfg.train.seed == seed and cfg.model.context == (
-                "ham" if model == "hamgan" else "none")
-
-
-def test_rerun_skips_finished_work_and_resumes_an_interrupted_run(study, monkeypatch):
-    monkeypatch.setattr(fid_module, "frechet_distance", cheap_frechet_distance)
-    trained, evaluated = [], []
-    real_run, real_fid = driver.subprocess.run, driver.Evaluator.fid
-    monkeypatch.setattr(driver.subprocess, "run", lambda cmd, **kw: trained.append(cmd) or real_run(cmd, **kw))
-    monkeypatch.setattr(driver.Evaluator, "fid", lambda self, ckpt: evaluated.append(ckpt) or real_fid(self, ckpt))
-
+def test_rerun_skips_finished_work_and_resumes_an_interrupted_run(study, monkeypatch, cheap_fid):
+    started, evaluated = [], []
+    real_start, real_eval = Scheduler._start, Evaluator.evaluate
+    monkeypatch.setattr(Scheduler, "_start", lambda self, run: started.append(run.name) or real_start(self, run))
+    monkeypatch.setattr(Evaluator, "evaluate", lambda self, ckpt, spec: evaluated.append(ckpt) or real_eval(
+        self, ckpt, spec))
     assert driver.main(study_argv(study)) == 0
-    assert trained == [] and evaluated == []
+    assert started == [] and evaluated == []
 
-    # interrupt one run after step 2: its final checkpoint and evaluation are gone
-    run = study / "work" / "none-seed1"
+    run = study / "work" / "none-seed1"  # interrupted after step 2: final checkpoint and evaluation gone
     checkpoint_path(run, STEPS).unlink()
-    cache = json.loads((run / "fid.json").read_text())
-    cache["evaluations"] = [e for e in cache["evaluations"] if e["step"] != STEPS]
-    (run / "fid.json").write_text(json.dumps(cache))
+    lines = (run / CACHE_NAME).read_text().splitlines()
+    (run / CACHE_NAME).write_text("".join(l + "\n" for l in lines if json.loads(l)["step"] != STEPS))
     assert driver.main(study_argv(study)) == 0
-    assert len(trained) == 1 and trained[0][trained[0].index("--out") + 1] == str(run)
-    assert evaluated == [checkpoint_path(run, STEPS)]
+    assert started == ["none-seed1"] and evaluated == [checkpoint_path(run, STEPS)]
     assert "resumed from" in (run / "train.log").read_text()
-    assert len(read_csv(study / "results" / "runs.csv")) == len(MODELS) * len(SEEDS) * len(EVAL_STEPS)
+
+
+def test_eval_only_evaluates_existing_checkpoints_without_training(study, tmp_path, monkeypatch, cheap_fid):
+    monkeypatch.setattr(Scheduler, "run", lambda self: pytest.fail("--eval-only started the scheduler"))
+    run = study / "work" / "hamgan-seed0"
+    (run / CACHE_NAME).rename(tmp_path / CACHE_NAME)
+    try:
+        assert driver.main([*study_argv(study, results=tmp_path / "r"), "--eval-only"]) == 0
+        assert {json.loads(l)["step"] for l in (run / CACHE_NAME).read_text().splitlines()} == {MID, STEPS}
+    finally:
+        (tmp_path / CACHE_NAME).replace(run / CACHE_NAME)
 
 
 def test_report_only_from_committed_results(study, tmp_path):
     before = json.loads((study / "results" / "summary.json").read_text())["models"]
     assert driver.main([*study_argv(study, work=tmp_path / "gone"), "--report-only"]) == 0
-    after = json.loads((study / "results" / "summary.json").read_text())["models"]
-    assert after == before
+    assert json.loads((study / "results" / "summary.json").read_text())["models"] == before
 
 
 def test_check_against_passes_inside_and_fails_outside_the_spread(study, tmp_path, capsys):
     earlier = json.loads((study / "results" / "summary.json").read_text())
-    assert earlier["compute"]["runs"] == len(MODELS) * len(SEEDS) and earlier["compute"]["eval_s"] > 0
-    argv = [*study_argv(study), "--report-only", "--check-against"]
-
+    argv = [*study_argv(study, results=tmp_path / "r"), "--report-only", "--check-against"]
     assert driver.main([*argv, str(study / "results" / "summary.json")]) == 0  # each seed vs its own study
     out = capsys.readouterr().out
-    assert out.count(" within ") == len(MODELS) * len(SEEDS) and "OUTSIDE" not in out
+    assert len(re.findall(r"seed \d: FID [\d.]+ within", out)) == len(MODELS) * len(SEEDS) and "OUTSIDE" not in out
 
     final = earlier["models"]["none"]["final"]
     final["fid_mean"], final["fid_std"] = max(final["fids"]) + 100.0, 1.0  # nothing lands in 100 +- 2
     (tmp_path / "summary.json").write_text(json.dumps(earlier))
     assert driver.main([*argv, str(tmp_path / "summary.json")]) == 1
     out = capsys.readouterr().out
-    assert out.count("OUTSIDE") == len(SEEDS) and out.count(" within ") == len(SEEDS)  # hamgan still inside
+    assert len(re.findall(r"seed \d: FID [\d.]+ OUTSIDE", out)) == len(SEEDS)
+    assert len(re.findall(r"seed \d: FID [\d.]+ within", out)) == len(SEEDS)  # hamgan still inside
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda s: s["options"].update(n=2048), "n 8 vs 2048"),
+    (lambda s: s["options"].update(n=5000), "n 8 vs 5000"),
+    (lambda s: s["options"].pop("bn"), "bn standing vs None"),
     (lambda s: s.pop("models"), "not a summary.json"),
 ])
 def test_check_against_refuses_other_protocols(study, tmp_path, capsys, change, message):
     earlier = json.loads((study / "results" / "summary.json").read_text())
     change(earlier)
     (tmp_path / "summary.json").write_text(json.dumps(earlier))
-    assert driver.main([*study_argv(study), "--report-only", "--check-against", str(tmp_path / "summary.json")]) == 2
+    argv = [*study_argv(study, results=tmp_path / "r"), "--report-only", "--check-against", str(tmp_path / "summary.json")]
+    assert driver.main(argv) == 2
     assert message in capsys.readouterr().err
 
 
-def test_checkpoint_schedule_keeps_every_eval_step():
-    assert driver.checkpoint_schedule(2000, [500, 1000, 1500, 2000]) == (500, 5)
-    every, keep = driver.checkpoint_schedule(2000, [300, 2000])
-    assert every == 100 and keep * every > 2000
+def test_a_failing_run_is_reported_with_its_log_and_exit_1(study, tmp_path, capsys, cheap_fid):
+    ref = study / "work" / "fmnist32_test_8_features.npz"
+    argv = [*study_argv(study, work=tmp_path / "w", results=tmp_path / "r"), "--models", "none:1",
+            "--set", "train.batch_size=0", "--ref", str(ref)]
+    assert driver.main(argv) == 1
+    err = capsys.readouterr()
+    assert "none-seed0 FAILED (exit 2)" in err.out and "'train.batch_size' must be >= 1" in err.out
+    assert "failed runs: none-seed0" in err.err
 
 
-def test_training_clock_reads_cumulative_training_time(tmp_path):
-    path = tmp_path / "metrics.jsonl"
-    lines = [{"step": 50, "train_s": 10.0}, {"step": 100, "train_s": 30.0}, {"step": 100, "fid": 3.0},
-             {"step": 120, "train_s": 40.0}]
-    path.write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"step": 14')  # last line cut by a crash
-    clock = driver.training_clock(path)
-    assert driver.training_seconds(clock, 50) == pytest.approx(10.0)
-    assert driver.training_seconds(clock, 100) == pytest.approx(30.0)
-    assert driver.training_seconds(clock, 120) == pytest.approx(40.0)
-    assert driver.training_seconds(clock, 75) == pytest.approx(20.0)
-    assert driver.training_seconds(clock, 200) is None
+def test_a_folder_locked_by_a_live_trainer_is_not_started(tmp_path):
+    (tmp_path / "train.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    assert live_lock(tmp_path)["pid"] == os.getpid()
+    (tmp_path / "train.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": 2**22 + 12345}))
+    assert live_lock(tmp_path) is None  # that process is gone: the trainer takes the lock over
 
 
 @pytest.mark.parametrize("extra, message", [
     (["--steps", "4", "--eval-steps", "2,8"], "outside 1..--steps"),
     (["--set", "train.seed=3"], "set by the study itself"),
-    (["--set", "train.batch_size"], "dotted.key=value"),
+    (["--final-n", "100"], "--allow-small-n"),
+    (["--models", "hamgan", "--seeds", "1,1"], "duplicates"),
+    (["--models", "gan:2"], "unknown model"),
     (["--configs", "/nonexistent"], "not found"),
 ])
 def test_bad_options_are_clear_errors(extra, message, capsys, tmp_path):

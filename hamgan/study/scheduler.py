@@ -1,0 +1,192 @@
+"""Trains the study's runs as parallel subprocesses and evaluates their checkpoints as they appear (pipelined).
+
+    queue = EvaluationQueue(runs, eval_specs(options), evaluator)
+    failed = Scheduler(runs, options, queue.evaluate_next).run()      # names of the runs whose trainer failed
+
+The loop: start trainings up to ``options.jobs`` at once (each ``python -m hamgan.train ...`` with its output appended
+to ``RUN/train.log``, the command line first), evaluate one available checkpoint that is not yet cached, else sleep
+``poll_s`` seconds; repeat until every run is trained and every checkpoint evaluated. Evaluation runs in this process
+and competes with the trainings for the cores (accepted: the trainings are what the study waits for).
+
+A run already at ``options.steps`` is not started. A run folder locked by a live trainer of another command (e.g. a
+pilot started by hand) is not started either: its checkpoints are evaluated as they appear, and once its lock is gone
+the run is started (resumed) here if it did not reach ``options.steps``. A failing trainer is reported with the tail
+of its log; the other runs continue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Callable
+
+from hamgan.study.evaluation import EvalSpec, Evaluator, find_cached, load_cache
+from hamgan.study.plan import REPO, Run, StudyOptions, train_command
+
+TAIL_LINES = 5
+
+
+def trained_step(folder: Path) -> int:
+    """Step of the run folder's latest checkpoint (0 when there is none)."""
+    from hamgan.checkpoint import latest_checkpoint
+
+    latest = latest_checkpoint(folder)
+    return int(latest.name[5:14]) if latest is not None else 0
+
+
+def live_lock(folder: Path) -> dict[str, Any] | None:
+    """The holder (host, pid, started) of ``folder``'s ``train.lock`` when a live trainer holds it, else None.
+
+    Uses the trainer's own staleness rules (:meth:`hamgan.train.run_folder.RunLock.stale_reason`).
+    """
+    from hamgan.train.run_folder import LOCK_NAME, RunLock
+
+    path = folder / LOCK_NAME
+    try:
+        text = path.read_text()
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    try:
+        holder = json.loads(text)
+    except ValueError:
+        return None  # a half-written lock: the trainer's acquire decides
+    return None if RunLock(folder).stale_reason(holder, age) else holder
+
+
+def log_tail(path: Path, lines: int = TAIL_LINES) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class Training:
+    """A training subprocess of the scheduler."""
+
+    run: Run
+    process: subprocess.Popen
+    log: IO[str]
+    start: float
+
+
+class EvaluationQueue:
+    """The (run, step) evaluations of the study, in run order (seeds outer) then step order; one at a time.
+
+    :meth:`evaluate_next` evaluates the first one that is neither cached nor waiting for its checkpoint.
+    """
+
+    def __init__(self, runs: list[Run], specs: dict[int, EvalSpec], evaluator: Evaluator,
+                 out: Callable[[str], None] = print) -> None:
+        self.pending = [(run, step) for run in runs for step in sorted(specs)]
+        self.specs = specs
+        self.evaluator = evaluator
+        self.out = out
+
+    def evaluate_next(self) -> bool:
+        """Evaluate one available checkpoint (or take its cached row); False when none is available now."""
+        from hamgan.checkpoint import checkpoint_path
+
+        for i, (run, step) in enumerate(self.pending):
+            spec = self.specs[step]
+            cached = find_cached(load_cache(run.folder), spec.key(step, self.evaluator.reference_path.name))
+            if cached is None and not checkpoint_path(run.folder, step).is_file():
+                continue  # not trained that far yet
+            del self.pending[i]
+            if cached is None:
+                row = self.evaluator.evaluate_cached(run.folder, step, spec)
+                self.out(f"  evaluated {run.name} step {step}: FID@{spec.n} {row['fid']:.2f} ({row['eval_s']:.0f} s)")
+            return True
+        return False
+
+    def drain(self) -> None:
+        """Evaluate every checkpoint available now."""
+        while self.evaluate_next():
+            pass
+
+
+class Scheduler:
+    """Runs the trainings of ``runs`` (``options.jobs`` at once) and calls ``evaluate_next`` in between."""
+
+    def __init__(self, runs: list[Run], options: StudyOptions, evaluate_next: Callable[[], bool] = lambda: False,
+                 poll_s: float = 5.0, python: str = sys.executable, out: Callable[[str], None] = print) -> None:
+        self.runs = runs
+        self.options = options
+        self.evaluate_next = evaluate_next
+        self.poll_s = poll_s
+        self.python = python
+        self.out = out
+        self.started: list[Run] = []  # every training this scheduler started (for tests and the log)
+
+    def _start(self, run: Run) -> Training:
+        cmd = train_command(run, self.options, self.python)
+        run.folder.mkdir(parents=True, exist_ok=True)
+        log = open(run.folder / "train.log", "a")
+        log.write(f"\n$ {shlex.join(cmd)}\n")
+        log.flush()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH"))
+                                                             if p)}
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        done = trained_step(run.folder)
+        self.out(f"{'resuming ' + run.name + f' at step {done}' if done else 'training ' + run.name} to step "
+                 f"{self.options.steps} (pid {process.pid}, log {run.folder / 'train.log'})")
+        self.started.append(run)
+        return Training(run, process, log, time.perf_counter())
+
+    def _reap(self, running: dict[str, Training], failed: list[str]) -> None:
+        for name, t in list(running.items()):
+            rc = t.process.poll()
+            if rc is None:
+                continue
+            t.log.close()
+            del running[name]
+            elapsed = time.perf_counter() - t.start
+            if rc != 0:
+                failed.append(name)
+                self.out(f"  {name} FAILED (exit {rc}) after {elapsed:.0f} s: {log_tail(t.run.folder / 'train.log')}")
+            else:
+                self.out(f"  {name} trained in {elapsed:.0f} s")
+
+    def run(self) -> list[str]:
+        """Train every run to ``options.steps`` and evaluate along the way; returns the names of failed runs."""
+        todo, elsewhere = list(self.runs), []
+        running: dict[str, Training] = {}
+        failed: list[str] = []
+        try:
+            while todo or running or elsewhere:
+                self._reap(running, failed)
+                for run in list(elsewhere):
+                    if live_lock(run.folder) is None:  # the other trainer stopped: finish the run here if needed
+                        elsewhere.remove(run)
+                        todo.insert(0, run)
+                while todo and len(running) < self.options.jobs:
+                    run = todo.pop(0)
+                    if trained_step(run.folder) >= self.options.steps:
+                        continue
+                    holder = live_lock(run.folder)
+                    if holder is not None:
+                        self.out(f"{run.name}: trained by another process (host {holder.get('host')} pid "
+                                 f"{holder.get('pid')}); evaluating its checkpoints as they appear")
+                        elsewhere.append(run)
+                        continue
+                    running[run.name] = self._start(run)
+                if not self.evaluate_next() and (todo or running or elsewhere):
+                    time.sleep(self.poll_s)
+        except BaseException:
+            for t in running.values():  # the trainer saves a checkpoint on SIGTERM: rerunning resumes it
+                t.process.send_signal(signal.SIGTERM)
+            for t in running.values():
+                t.process.wait()
+                t.log.close()
+            raise
+        while self.evaluate_next():
+            pass
+        return failed
