@@ -98,6 +98,17 @@ def find_cached(rows: list[dict[str, Any]], key: dict[str, Any]) -> dict[str, An
     return next((r for r in reversed(rows) if all(r.get(k) == v for k, v in key.items())), None)
 
 
+def cached_row(run: Path, step: int, spec: EvalSpec, reference: str) -> dict[str, Any] | None:
+    """The cached evaluation of (run, step, spec) against the reference file named ``reference``, else None."""
+    return find_cached(load_cache(run), spec.key(step, reference))
+
+
+def reference_n(path: Path) -> int | None:
+    """The number of images of a features file, read without loading its features (None when it does not say)."""
+    with np.load(path) as f:
+        return int(f["n"]) if "n" in f.files else None
+
+
 def append_cache(run: Path, row: dict[str, Any]) -> None:
     with open(run / CACHE_NAME, "a") as f:
         f.write(json.dumps(row) + "\n")
@@ -185,8 +196,7 @@ class Evaluator:
         checkpoint does not exist."""
         from hamgan.checkpoint import checkpoint_path
 
-        key = spec.key(step, self.reference_path.name)
-        hit = find_cached(load_cache(run), key)
+        hit = cached_row(run, step, spec, self.reference_path.name)
         if hit is not None:
             return hit
         ckpt = checkpoint_path(run, step)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from hamgan.study.evaluation import find_cached, load_cache
+from hamgan.study.evaluation import find_cached, load_cache, reference_n
 from hamgan.study.plan import MODELS, Run, StudyError, StudyOptions, eval_specs, model_overrides
 from hamgan.study.statistics import mean_std, paired_differences, plateau
 
@@ -360,9 +360,7 @@ def write_report(runs: list[Run], o: StudyOptions, argv: list[str], failed: list
 
     ref_n = o.ref_n
     if o.reference.is_file():
-        from hamgan.metrics.features import load_reference
-
-        ref_n = load_reference(o.reference).n or ref_n
+        ref_n = reference_n(o.reference) or ref_n
     summary = build_summary(rows, o, costs, ref_n, study_commands(o, argv, runs, exported), failed)
     seeds = ", ".join(f"{m} {len(s)}" for m, s in o.models.items())
     title = (f"Fashion-MNIST 32x32, FID@{o.mid_n}, EMA G, standing BN ({o.bn_batches} x {o.bn_batch_size}); "

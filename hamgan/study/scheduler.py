@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from hamgan.study.evaluation import EvalSpec, Evaluator, find_cached, load_cache
+from hamgan.study.evaluation import EvalSpec, Evaluator, cached_row
 from hamgan.study.plan import REPO, Run, StudyOptions, train_command
 
 TAIL_LINES = 5
@@ -97,7 +97,7 @@ class EvaluationQueue:
 
         for i, (run, step) in enumerate(self.pending):
             spec = self.specs[step]
-            cached = find_cached(load_cache(run.folder), spec.key(step, self.evaluator.reference_path.name))
+            cached = cached_row(run.folder, step, spec, self.evaluator.reference_path.name)
             if cached is None and not checkpoint_path(run.folder, step).is_file():
                 continue  # not trained that far yet
             del self.pending[i]

@@ -94,3 +94,17 @@ def test_bad_specs_and_a_reference_without_features_are_refused(tmp_path):
     save_stats(path, np.zeros(2048), np.eye(2048))
     with pytest.raises(ValueError, match="--features"):
         Evaluator(path)
+
+
+def test_cached_row_and_reference_n_read_without_evaluating(reference, tmp_path):
+    from hamgan.study.evaluation import append_cache, cached_row, reference_n
+
+    spec = EvalSpec(n=4)
+    row = {**spec.key(3, "ref.npz"), "fid": 1.5}
+    append_cache(tmp_path, row)
+    assert cached_row(tmp_path, 3, spec, "ref.npz") == row
+    assert cached_row(tmp_path, 3, spec, "other.npz") is None
+    assert cached_row(tmp_path, 3, EvalSpec(n=4, seed=1), "ref.npz") is None
+    assert reference_n(reference) == 12
+    save_stats(tmp_path / "plain.npz", np.zeros(2048), np.eye(2048))
+    assert reference_n(tmp_path / "plain.npz") is None
