@@ -77,7 +77,7 @@ bench: setup
 # FID@2000 at 3 intermediate steps, FID / KID / precision / recall @5000 at the last, standing BN statistics; 2 trainings
 # at once; resumable (run it again after an interruption). Budget from the pilot (scripts/reproduce_fmnist.py docstring).
 study: setup
-	$(PY) scripts/reproduce_fmnist.py --models hamgan:5,sagan:5,none:5,ham-cd:3,ham-vq:3,ham-g:3,ham-d:3 \
+	$(PY) scripts/reproduce_fmnist.py --models hamgan:5,sagan:5,none:5,ham-cd:3,ham-vq:3 \
 		--steps 4000 --mid-n 2000 --final-n 5000 --jobs 2 --checkpoints results/fmnist32/checkpoints
 
 # hamgan's SAGAN against TF-GAN's self_attention_estimator (scripts/check_tfgan_parity.py): TensorFlow lives in a venv

@@ -1,6 +1,6 @@
 """The Fashion-MNIST 32x32 study (issue 12): HamGAN vs SAGAN vs no context block (+ Ham CD / VQ, Ham in G or D only).
 
-    # the study (the Makefile's `make study`): 7 models, 5 or 3 seeds, 2 trainings at once, resumable
+    # the study (the Makefile's `make study`): 5 models, 5 or 3 seeds (+ --models ham-g:3,ham-d:3), 2 at once, resumable
     python scripts/reproduce_fmnist.py --checkpoints results/fmnist32/checkpoints
 
     # the pilot: one seed of the three main models, FID@2000 every 1000 steps, plateau check against a seed spread
