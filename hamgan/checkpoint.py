@@ -99,6 +99,14 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     return sorted(p for p in run_dir.iterdir() if _NAME.match(p.name))
 
 
+def checkpoint_step(path: str | Path) -> int:
+    """The step in a checkpoint's name ``ckpt-<step>.pt`` (see :func:`checkpoint_path`)."""
+    match = _NAME.match(Path(path).name)
+    if match is None:
+        raise ValueError(f"'{path}' is not named like a step checkpoint (ckpt-<9-digit step>.pt)")
+    return int(match.group(1))
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     ckpts = list_checkpoints(run_dir)
     return ckpts[-1] if ckpts else None

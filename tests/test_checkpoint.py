@@ -9,6 +9,7 @@ import torch
 from hamgan.checkpoint import (
     CheckpointError,
     checkpoint_path,
+    checkpoint_step,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
@@ -71,6 +72,12 @@ def test_latest_ignores_temporary_and_best(tmp_path: Path):
         "ckpt-000000003.pt", "ckpt-000000007.pt", "ckpt-000000010.pt"]
     assert latest_checkpoint(tmp_path).name == "ckpt-000000010.pt"
     assert load_checkpoint(tmp_path)["step"] == 10
+
+
+def test_checkpoint_step_reads_the_name_checkpoint_path_writes(tmp_path: Path):
+    assert checkpoint_step(checkpoint_path(tmp_path, 123456)) == 123456
+    with pytest.raises(ValueError, match="not named like a step checkpoint"):
+        checkpoint_step(tmp_path / "ckpt-best.pt")
 
 
 def test_architecture_mismatch_names_the_fix():

@@ -35,10 +35,10 @@ TAIL_LINES = 5
 
 def trained_step(folder: Path) -> int:
     """Step of the run folder's latest checkpoint (0 when there is none)."""
-    from hamgan.checkpoint import latest_checkpoint
+    from hamgan.checkpoint import checkpoint_step, latest_checkpoint
 
     latest = latest_checkpoint(folder)
-    return int(latest.name[5:14]) if latest is not None else 0
+    return checkpoint_step(latest) if latest is not None else 0
 
 
 def live_lock(folder: Path) -> dict[str, Any] | None:
