@@ -25,6 +25,11 @@ Usage:
     python scripts/bench_context.py                 # table + ratios, default 1 x 512 x 128 x 128
     python scripts/bench_context.py --json          # JSON list of {block, params, macs, mem_infer_mb, ...}
     python scripts/bench_context.py --sweep         # ham-nmf vs attention as the spatial size grows 16 .. 128
+    python scripts/bench_context.py --configs configs/fmnist32_hamgan.yaml configs/imagenet128_hamgan_baby.yaml
+        # the context blocks of G and D exactly as those configs build them (spectral norm, breads, K, D, R), at
+        # their own input sizes, with their share of the network's MACs; overrides after commas:
+        # configs/fmnist32_hamgan.yaml,model.g.ham.kind=cd,model.d.ham.kind=cd
+        # (--save FILE also writes the rows as JSON; results/fmnist32/context_cost.json is such a file)
 
 CPU timings move with whatever else runs on the machine; compare rows of one run, not runs. On a CPU shared with
 other busy processes every parallel region of a multi-threaded op waits for its threads to be scheduled, which
@@ -41,6 +46,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -80,11 +86,11 @@ def build_block(name: str, channels: int, dim: int, rank: int, steps: int) -> nn
     raise ValueError(f"unknown block {name!r}; choose from {BLOCKS}")
 
 
-def count_macs(block: nn.Module, x: torch.Tensor) -> int:
+def count_macs(block: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> int:
     block.eval()
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:  # (FlopCounterMode does not work under inference_mode)
-        block(x)
+        block(x, y)
     return counter.get_total_flops() // 2
 
 
@@ -130,43 +136,58 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
 
 
 def measure(names: list[str], args: argparse.Namespace, size: int, device: torch.device) -> list[Result]:
-    """Measure ``names`` side by side: MACs and memory block by block, then the timed calls interleaved.
+    """Measure the blocks ``names`` on a ``batch x channels x size x size`` input side by side."""
+    entries = []
+    for name in names:
+        torch.manual_seed(0)
+        block = build_block(name, args.channels, args.dim or args.channels, args.rank, args.steps)
+        entries.append((name, block, (args.batch, args.channels, size, size), None))
+    return measure_blocks(entries, args.repeats, device)
+
+
+Entry = tuple[str, nn.Module, tuple[int, ...], "int | None"]  # name, block, input shape, classes (labels y) or None
+
+
+def measure_blocks(entries: list[Entry], repeats: int, device: torch.device) -> list[Result]:
+    """Measure ``(name, block, input shape, num_classes)`` side by side: MACs and memory block by block, then the
+    timed calls interleaved. A block with ``num_classes`` (G's, with class-conditional BN) is called with labels.
 
     Repeat r times every block once before repeat r + 1 starts, so a slow phase of the machine (another process,
     frequency changes) lands on all blocks alike instead of on whichever block ran then.
     """
-    blocks, calls, static = [], [], []
-    for name in names:
-        torch.manual_seed(0)
-        block = build_block(name, args.channels, args.dim or args.channels, args.rank, args.steps).to(device)
+    calls, static = [], []
+    for name, block, shape, num_classes in entries:
+        block = block.to(device)
         # A nonzero output scale, as in a trained network (at its init of 0 the context path does not reach the
         # output).
         for scale in ("sigma", "gamma"):
             if hasattr(block, scale):
                 nn.init.constant_(getattr(block, scale), 0.1)
-        x = torch.randn(args.batch, args.channels, size, size, device=device)
+        torch.manual_seed(0)
+        x = torch.randn(*shape, device=device)
         x_train = x.clone().requires_grad_(True)
+        y = None if num_classes is None else torch.randint(num_classes, shape[:1], device=device)
 
-        def infer(block: nn.Module = block, x: torch.Tensor = x) -> None:
+        def infer(block: nn.Module = block, x: torch.Tensor = x, y: torch.Tensor | None = y) -> None:
             block.eval()
             with torch.inference_mode():
-                block(x)
+                block(x, y)
 
-        def train(block: nn.Module = block, x: torch.Tensor = x_train) -> None:
+        def train(block: nn.Module = block, x: torch.Tensor = x_train, y: torch.Tensor | None = y) -> None:
             block.train()
             block.zero_grad(set_to_none=True)
             x.grad = None
-            block(x).sum().backward()
+            block(x, y).sum().backward()
 
-        macs = count_macs(block.eval(), x)
+        macs = count_macs(block.eval(), x, y)
         mem_infer = peak_memory_mb(infer, device)  # the profiled calls double as warm-up calls
         mem_train = peak_memory_mb(train, device)
-        blocks.append(block)
         calls.append((infer, train))
         static.append((count_params(block), macs, mem_infer, mem_train))
 
+    names = [name for name, _, _, _ in entries]
     times = [([], []) for _ in names]
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         for (infer, train), (t_infer, t_train) in zip(calls, times):
             t_infer.append(timed(infer, device))
             t_train.append(timed(train, device))
@@ -213,6 +234,75 @@ def run_sweep(args: argparse.Namespace, device: torch.device) -> None:
                   f"{r.time_infer_s:>9.4f} {r.time_train_s:>9.4f} {r.time_infer_s / base.time_infer_s:>12.1f}")
 
 
+def block_label(block: nn.Module) -> str:
+    """``ham-nmf`` / ``ham-cd`` / ``ham-vq`` for a Hamburger (with D, R, K), else the class name."""
+    if isinstance(block, Hamburger):
+        return f"ham-{block.ham} D{block.dim} R{block.rank} K{block.steps}"
+    return type(block).__name__
+
+
+def config_entries(specs: list[str], batch: int) -> tuple[list[Entry], list[dict]]:
+    """The context blocks of G and D built from each ``path[,key=value...]`` config, at their own input sizes.
+
+    They are the networks' own modules (spectral norm, breads, cheese and all), so their parameters equal the
+    ``context`` rows of ``python -m hamgan.info``. Returns the entries for :func:`measure_blocks` and, for each, its
+    config, network and that network's parameters and MACs at batch 1 (for the context block's share).
+    """
+    from hamgan.config import load_config
+    from hamgan.info import model_info
+    from hamgan.nn import Discriminator, Generator
+
+    entries, meta = [], []
+    for spec in specs:
+        path, *overrides = spec.split(",")
+        if not Path(path).is_file():
+            raise SystemExit(f"--configs: no config file {path!r} (give path[,key=value...], e.g. "
+                             "configs/fmnist32_hamgan.yaml,model.g.ham.kind=cd)")
+        cfg = load_config(path, overrides).model
+        info = model_info(cfg)
+        torch.manual_seed(0)
+        for net_name, net in (("G", Generator(cfg)), ("D", Discriminator(cfg))):
+            if net.context is None:
+                continue
+            context = info[net_name]["context"]
+            shape = (batch, *context["input_shape"][1:])
+            label = block_label(net.context)
+            classes = cfg.num_classes if net_name == "G" else None  # G's context may hold conditional BN
+            entries.append((f"{Path(path).stem} {net_name} {label}", net.context, shape, classes))
+            meta.append({"config": spec, "net": net_name, "context": label, "input_shape": list(shape),
+                         "after": context["after"], "network_params": info[net_name]["params"],
+                         "network_macs": info[net_name]["macs"], "context_macs_per_image": context["macs"]})
+    return entries, meta
+
+
+def run_configs(args: argparse.Namespace, device: torch.device) -> None:
+    entries, meta = config_entries(args.configs, args.batch)
+    if not entries:
+        raise SystemExit("--configs: none of these configs has a context block in G or D")
+    results = measure_blocks(entries, args.repeats, device)
+    rows = [{**m, **asdict(r), "context_share_of_network_macs": m["context_macs_per_image"] / m["network_macs"]}
+            for m, r in zip(meta, results)]
+    record = {"batch": args.batch, "repeats": args.repeats, "device": str(device), "threads": torch.get_num_threads(),
+              "torch": torch.__version__, "command": "python scripts/bench_context.py " + " ".join(sys.argv[1:]),
+              "rows": rows}
+    if args.save:
+        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.save).write_text(json.dumps(record, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(record, indent=2))
+        return
+    print(f"context blocks as the configs build them: batch {args.batch}, median of {args.repeats}, device {device} "
+          f"({torch.get_num_threads()} threads); MACs and times per image; share = context MACs / network MACs")
+    print(f"{'config':<26} {'net':<3} {'block':<22} {'input':<12} {'params':>9} {'MMACs':>8} {'share':>6} "
+          f"{'mem train MiB':>14} {'infer ms':>9} {'train ms':>9}")
+    for row in rows:
+        _, c, h, w = row["input_shape"]
+        print(f"{Path(row['config'].split(',')[0]).stem[:26]:<26} {row['net']:<3} {row['context'][:22]:<22} "
+              f"{f'{c}x{h}x{w}':<12} {row['params']:>9,} {row['context_macs_per_image'] / 1e6:>8.1f} "
+              f"{row['context_share_of_network_macs']:>6.1%} {row['mem_train_mb']:>14.1f} "
+              f"{1e3 * row['time_infer_s'] / args.batch:>9.3f} {1e3 * row['time_train_s'] / args.batch:>9.3f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--channels", type=int, default=512, help="C of the input (default 512)")
@@ -227,6 +317,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--blocks", nargs="+", default=list(BLOCKS), choices=BLOCKS, help="blocks to measure")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of the table")
     parser.add_argument("--sweep", action="store_true", help="cost of ham-nmf vs attention for sizes 16..128")
+    parser.add_argument("--configs", nargs="+", metavar="PATH[,KEY=VALUE...]",
+                        help="measure the context blocks of these configs' G and D at their own sizes instead")
+    parser.add_argument("--save", metavar="JSON", help="with --configs: also write the measured rows to this file")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
@@ -236,6 +329,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 
+    if args.save and not args.configs:
+        parser.error("--save writes the rows of --configs; give --configs too")
+    if args.configs:
+        run_configs(args, device)
+        return
     if args.sweep:
         run_sweep(args, device)
         return
