@@ -2,18 +2,21 @@
 
     plot_fid(summary["models"], "step", Path("results/fmnist32/fid_vs_steps.png"), title, mid_n=2000)
     class_grid_png(Path("runs/fmnist32_study/hamgan-seed0"), 4000, spec.bn, Path("results/fmnist32/samples/hamgan.png"))
-    export_checkpoint(Path("runs/fmnist32_study/hamgan-seed0"), 4000, Path("results/fmnist32/checkpoints/hamgan-seed0.pt"))
+    export_checkpoints(plan_runs(options), 4000, Path("results/fmnist32/checkpoints"))  # one per model
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from hamgan.bn_modes import BNMode
+
+if TYPE_CHECKING:
+    from hamgan.study.plan import Run
 
 GRID_PER_CLASS = 10
 EXPORT_WARN_BYTES = 15 * 2**20  # results/ must stay under 20 MB
@@ -83,6 +86,24 @@ def export_checkpoint(run: Path, step: int, out: Path) -> Path | None:
     state = load_checkpoint(ckpt)
     save_checkpoint({k: state[k] for k in ("config", "step", "G", "G_ema")}, out)
     return out
+
+
+def export_checkpoints(runs: list[Run], step: int, folder: Path) -> list[Path]:
+    """One small checkpoint per model (``folder/<model>-seed<s>.pt``): of its first seed whose checkpoint at ``step``
+    exists (all runs would exceed results/' 20 MB). A run whose folder is gone (re-aggregating committed results)
+    keeps its already exported file; a run folder without that checkpoint (not finished) never lets a stale file of
+    an earlier study stand for it."""
+    exported: dict[str, Path] = {}
+    for run in runs:
+        if run.model in exported:
+            continue
+        path = folder / f"{run.name}.pt"
+        if run.folder.is_dir():
+            if export_checkpoint(run.folder, step, path) is not None:
+                exported[run.model] = path
+        elif path.is_file():
+            exported[run.model] = path
+    return list(exported.values())
 
 
 def folder_bytes(folder: Path) -> int:

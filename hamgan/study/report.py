@@ -326,7 +326,7 @@ def study_commands(o: StudyOptions, argv: list[str], runs: list[Run], exported: 
 def write_report(runs: list[Run], o: StudyOptions, argv: list[str], failed: list[str], report_only: bool = False,
                  out=print) -> dict[str, Any]:
     """Write every result file under ``o.results`` from the cached evaluations; returns the summary."""
-    from hamgan.study.figures import EXPORT_WARN_BYTES, class_grid_png, export_checkpoint, folder_bytes, plot_fid
+    from hamgan.study.figures import EXPORT_WARN_BYTES, class_grid_png, export_checkpoints, folder_bytes, plot_fid
     from hamgan.study.markdown import summary_markdown
 
     results = o.results
@@ -345,14 +345,7 @@ def write_report(runs: list[Run], o: StudyOptions, argv: list[str], failed: list
             if r.model == model)
     exported: list[Path] = []
     if o.checkpoints is not None:
-        for model in o.models:  # the first seed whose final checkpoint exists (all 27 runs would exceed 20 MB)
-            for run in (r for r in runs if r.model == model):
-                path = o.checkpoints / f"{run.name}.pt"
-                if run.folder.is_dir():
-                    export_checkpoint(run.folder, o.steps, path)
-                if path.is_file():
-                    exported.append(path)
-                    break
+        exported = export_checkpoints(runs, o.steps, o.checkpoints)
         size = folder_bytes(o.checkpoints)
         if size > EXPORT_WARN_BYTES:
             out(f"warning: exported checkpoints take {size / 2**20:.1f} MB in {o.checkpoints} (> 15 MB); results/ "
