@@ -145,7 +145,7 @@ def measure(names: list[str], args: argparse.Namespace, size: int, device: torch
     return measure_blocks(entries, args.repeats, device)
 
 
-Entry = tuple[str, nn.Module, tuple[int, ...], "int | None"]  # name, block, input shape, classes (labels y) or None
+Entry = tuple[str, nn.Module, tuple[int, ...], int | None]  # name, block, input shape, classes (labels y) or None
 
 
 def measure_blocks(entries: list[Entry], repeats: int, device: torch.device) -> list[Result]:
