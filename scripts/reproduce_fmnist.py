@@ -31,6 +31,8 @@ FID, KID, precision/recall, density/coverage of ``--final-n`` samples plus the F
 Resumable: rerunning the same command skips finished trainings, resumes interrupted ones (the trainer resumes from a
 run folder's latest checkpoint) and reuses the evaluations cached in ``WORK/<run>/evals.jsonl``. A run folder whose
 lock is held by a live trainer of another command is not started: its checkpoints are evaluated as they appear.
+Each driver session's wall-clock goes to ``WORK/driver_sessions/`` (rewritten every minute, so a session killed at the
+end of a working period still counts) and is summed in summary.json's ``compute``; progress lines carry the UTC time.
 
 Outputs under ``--results``: runs.csv / runs.json (one row per run and evaluated step), summary.json / summary.md
 (final table, FID-vs-steps table, paired differences with t and bootstrap intervals, plateau check, cost, compute,
@@ -43,7 +45,9 @@ folder (the message names the fix).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -122,6 +126,15 @@ def study_options(args: argparse.Namespace) -> StudyOptions:
     return options
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def say(message: str) -> None:
+    """Print a progress line of the driver, stamped with the UTC time (the log of a study spanning days)."""
+    print(f"[{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())}] {message}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     import torch
 
@@ -129,25 +142,29 @@ def main(argv: list[str] | None = None) -> int:
     from hamgan.metrics.inception import InceptionWeightsError
     from hamgan.study.evaluation import Evaluator, ensure_reference
     from hamgan.study.plan import MODELS
-    from hamgan.study.report import check_against, record_session, write_report
+    from hamgan.study.report import check_against, write_report
     from hamgan.study.scheduler import EvaluationQueue, Scheduler
+    from hamgan.study.sessions import DriverSession
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (kill, a batch system, the end of a working period) stops like Ctrl-C: the running trainers get
+        # SIGTERM and save a checkpoint, the session record is closed; rerunning the same command resumes.
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
     args = build_parser().parse_args(argv)
-    start = time.perf_counter()
     failed: list[str] = []
     try:
         options = study_options(args)
         runs = plan_runs(options)
         if not args.report_only:
             torch.set_num_threads(threads_per_job(options.jobs, options.threads))
-            ref = ensure_reference(options.reference, options.configs / MODELS["hamgan"].config, options.ref_n)
-            queue = EvaluationQueue(runs, eval_specs(options), Evaluator(ref))
-            if args.eval_only:
-                queue.drain()
-            else:
-                failed = Scheduler(runs, options, queue.evaluate_next, poll_s=args.poll).run()
-            record_session(options.work, time.perf_counter() - start, argv)
+            with DriverSession(options.work, argv):  # its wall-clock counts even if this process is killed
+                ref = ensure_reference(options.reference, options.configs / MODELS["hamgan"].config, options.ref_n)
+                queue = EvaluationQueue(runs, eval_specs(options), Evaluator(ref), out=say)
+                if args.eval_only:
+                    queue.drain()
+                else:
+                    failed = Scheduler(runs, options, queue.evaluate_next, poll_s=args.poll, out=say).run()
         try:
             summary = write_report(runs, options, argv, failed, report_only=args.report_only)
         except StudyError:

@@ -258,3 +258,40 @@ def test_bad_options_are_clear_errors(extra, message, capsys, tmp_path):
     assert driver.main(["--work", str(tmp_path / "w"), "--results", str(tmp_path / "r"), *extra]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
+
+
+def test_sigterm_stops_the_trainers_with_a_checkpoint_and_closes_the_session_record(study, tmp_path):
+    """The end of a working period (or kill, or a batch system) sends SIGTERM: the trainer saves a checkpoint that
+    the next session resumes, and the driver's session record says the session ended."""
+    import signal
+    import subprocess
+    import time
+
+    from hamgan.study.sessions import session_records
+
+    work = tmp_path / "work"
+    (work / "hamgan-seed0").mkdir(parents=True)  # the tiny study's reference: no 8-image Inception pass again
+    ref = study / "work" / "fmnist32_test_8_features.npz"
+    argv = [*study_argv(tmp_path, work=work), "--models", "hamgan:1", "--steps", "100000", "--ref", str(ref)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    p = subprocess.Popen([sys.executable, str(REPO / "scripts" / "reproduce_fmnist.py"), *argv], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        metrics = work / "hamgan-seed0" / "metrics.jsonl"
+        deadline = time.time() + 300
+        while not (metrics.is_file() and metrics.read_text().strip()) and time.time() < deadline:
+            assert p.poll() is None, p.stdout.read()
+            time.sleep(0.5)
+        assert metrics.read_text().strip(), "the trainer logged no step within 300 s"
+        p.send_signal(signal.SIGTERM)
+        out, _ = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 128 + signal.SIGTERM, out
+    log = (work / "hamgan-seed0" / "train.log").read_text()
+    assert "stopped by SIGTERM" in log, log
+    assert list((work / "hamgan-seed0").glob("ckpt-*.pt")) and not (work / "hamgan-seed0" / "train.lock").exists()
+    (record,) = session_records(work)
+    assert record["ended"] is True and record["seconds"] > 0
+    assert re.search(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] training hamgan-seed0", out, re.M), out

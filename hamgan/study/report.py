@@ -25,11 +25,11 @@ import numpy as np
 
 from hamgan.study.evaluation import find_cached, load_cache, reference_n
 from hamgan.study.plan import MODELS, Run, StudyError, StudyOptions, eval_specs, model_overrides
+from hamgan.study.sessions import driver_seconds
 from hamgan.study.statistics import mean_std, paired_differences, plateau
 
 FINAL_METRICS = ("kid_mean", "precision", "recall", "density", "coverage")
 COST_KEYS = ("params_g", "params_d", "context_params_g", "context_params_d", "context_macs_g", "context_macs_d")
-SESSIONS_NAME = "driver_sessions.jsonl"
 
 
 def row_fields(mid_n: int) -> list[str]:
@@ -181,28 +181,6 @@ def summarise_models(rows: list[dict[str, Any]], o: StudyOptions) -> dict[str, A
         out[model] = {"label": MODELS[model].label, "final": final, "steps": steps,
                       **{k: mine[0][k] for k in COST_KEYS}}
     return out
-
-
-def driver_seconds(work: Path) -> float:
-    """Wall-clock seconds of every driver session that trained or evaluated in ``work`` (``driver_sessions.jsonl``)."""
-    path = work / SESSIONS_NAME
-    if not path.is_file():
-        return 0.0
-    total = 0.0
-    for line in path.read_text().splitlines():
-        try:
-            total += float(json.loads(line)["seconds"])
-        except (ValueError, KeyError, TypeError):
-            continue
-    return round(total, 1)
-
-
-def record_session(work: Path, seconds: float, argv: list[str]) -> None:
-    """Append one driver session (its wall-clock seconds and arguments) to ``WORK/driver_sessions.jsonl``."""
-    work.mkdir(parents=True, exist_ok=True)
-    with open(work / SESSIONS_NAME, "a") as f:
-        f.write(json.dumps({"end": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                            "seconds": round(seconds, 1), "argv": argv}) + "\n")
 
 
 def compute_time(rows: list[dict[str, Any]], work: Path) -> dict[str, Any]:
