@@ -127,7 +127,9 @@ def study_options(args: argparse.Namespace) -> StudyOptions:
 
 
 def _stop_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+    from hamgan.study.scheduler import Stopped
+
+    raise Stopped(signum)
 
 
 def say(message: str) -> None:
@@ -148,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if threading.current_thread() is threading.main_thread():
-        # SIGTERM (kill, a batch system, the end of a working period) stops like Ctrl-C: the running trainers get
-        # SIGTERM and save a checkpoint, the session record is closed; rerunning the same command resumes.
+        # SIGTERM (kill, a batch system, the end of a working period) stops like Ctrl-C: the running trainers are
+        # told to save a checkpoint (stop_signal_for_trainers), the session record is closed; rerunning resumes.
         signal.signal(signal.SIGTERM, _stop_on_sigterm)
     args = build_parser().parse_args(argv)
     failed: list[str] = []

@@ -260,9 +260,11 @@ def test_bad_options_are_clear_errors(extra, message, capsys, tmp_path):
     assert not (tmp_path / "w").exists()
 
 
-def test_sigterm_stops_the_trainers_with_a_checkpoint_and_closes_the_session_record(study, tmp_path):
-    """The end of a working period (or kill, or a batch system) sends SIGTERM: the trainer saves a checkpoint that
-    the next session resumes, and the driver's session record says the session ended."""
+@pytest.mark.parametrize("target", ["driver", "group"])
+def test_sigterm_stops_the_trainers_with_a_checkpoint_and_closes_the_session_record(study, tmp_path, target):
+    """The end of a working period (or kill, or a batch system) sends SIGTERM, to the driver or to its whole process
+    group: the trainer saves a checkpoint that the next session resumes (a group's SIGTERM plus the driver's own
+    SIGTERM once killed it without one), and the driver's session record says the session ended."""
     import signal
     import subprocess
     import time
@@ -283,14 +285,17 @@ def test_sigterm_stops_the_trainers_with_a_checkpoint_and_closes_the_session_rec
             assert p.poll() is None, p.stdout.read()
             time.sleep(0.5)
         assert metrics.read_text().strip(), "the trainer logged no step within 300 s"
-        p.send_signal(signal.SIGTERM)
+        if target == "group":
+            os.killpg(p.pid, signal.SIGTERM)
+        else:
+            p.send_signal(signal.SIGTERM)
         out, _ = p.communicate(timeout=120)
     finally:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
     assert p.returncode == 128 + signal.SIGTERM, out
     log = (work / "hamgan-seed0" / "train.log").read_text()
-    assert "stopped by SIGTERM" in log, log
+    assert re.search(r"stopped by SIG(TERM|INT) after step \d+; checkpoint", log), log
     assert list((work / "hamgan-seed0").glob("ckpt-*.pt")) and not (work / "hamgan-seed0" / "train.lock").exists()
     (record,) = session_records(work)
     assert record["ended"] is True and record["seconds"] > 0

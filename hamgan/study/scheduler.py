@@ -4,9 +4,11 @@
     failed = Scheduler(runs, options, queue.evaluate_next).run()      # names of the runs whose trainer failed
 
 The loop: start trainings up to ``options.jobs`` at once (each ``python -m hamgan.train ...`` with its output appended
-to ``RUN/train.log``, the command line first), evaluate one available checkpoint that is not yet cached, else sleep
-``poll_s`` seconds; repeat until every run is trained and every checkpoint evaluated. Evaluation runs in this process
-and competes with the trainings for the cores (accepted: the trainings are what the study waits for).
+to ``RUN/train.log``, the command line first), reap the finished ones, sleep ``poll_s`` seconds; repeat until every run
+is trained. Meanwhile one evaluation thread of this process evaluates the available checkpoints that are not yet
+cached, one at a time, and finishes the rest once the trainings are done. The evaluation competes with the trainings
+for the cores, but it never holds up the start of the next training (a final evaluation takes up to 20 minutes on a
+busy 2-core machine; a core left idle that long was the old loop's cost).
 
 A run already at ``options.steps`` is not started. A run folder locked by a live trainer of another command (e.g. a
 pilot started by hand) is not started either: its checkpoints are evaluated as they appear, and once its lock is gone
@@ -22,6 +24,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +69,25 @@ def log_tail(path: Path, lines: int = TAIL_LINES) -> str:
         return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+class Stopped(SystemExit):
+    """Raised in the driver by a stop signal (its SIGTERM handler); exits with 128 + signum."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
+def stop_signal_for_trainers(reason: BaseException) -> int:
+    """The signal that makes the running trainers checkpoint and stop when the driver stops for ``reason``.
+
+    A kind other than the one the driver received: a signal sent to the whole process group or job (Ctrl-C in a
+    terminal, ``kill -- -PGID``, a batch system) reached the trainers too, and a trainer takes a second signal of
+    the same kind as "stop now, without a checkpoint" (:class:`hamgan.train.loop.StopRequest`).
+    """
+    received = signal.SIGINT if isinstance(reason, KeyboardInterrupt) else getattr(reason, "signum", None)
+    return signal.SIGINT if received == signal.SIGTERM else signal.SIGTERM
 
 
 @dataclass
@@ -155,13 +177,32 @@ class Scheduler:
             else:
                 self.out(f"  {name} trained in {elapsed:.0f} s")
 
+    def _evaluate_until(self, trainings_done: threading.Event, errors: list[BaseException]) -> None:
+        """The evaluation thread: evaluate what is available, poll while trainings run, drain once they are done."""
+        try:
+            while True:
+                done = trainings_done.is_set()  # read before looking, so a checkpoint written last is not missed
+                if self.evaluate_next():
+                    continue
+                if done:
+                    return
+                trainings_done.wait(self.poll_s)
+        except BaseException as e:  # re-raised by the scheduling thread
+            errors.append(e)
+
     def run(self) -> list[str]:
         """Train every run to ``options.steps`` and evaluate along the way; returns the names of failed runs."""
         todo, elsewhere = list(self.runs), []
         running: dict[str, Training] = {}
         failed: list[str] = []
+        trainings_done, errors = threading.Event(), []
+        evaluation = threading.Thread(target=self._evaluate_until, args=(trainings_done, errors),
+                                      name="study-evaluation", daemon=True)
+        evaluation.start()
         try:
             while todo or running or elsewhere:
+                if errors:
+                    raise errors[0]
                 self._reap(running, failed)
                 for run in list(elsewhere):
                     if live_lock(run.folder) is None:  # the other trainer stopped: finish the run here if needed
@@ -178,15 +219,20 @@ class Scheduler:
                         elsewhere.append(run)
                         continue
                     running[run.name] = self._start(run)
-                if not self.evaluate_next() and (todo or running or elsewhere):
+                if todo or running or elsewhere:
                     time.sleep(self.poll_s)
-        except BaseException:
-            for t in running.values():  # the trainer saves a checkpoint on SIGTERM: rerunning resumes it
-                t.process.send_signal(signal.SIGTERM)
+            trainings_done.set()
+            while evaluation.is_alive():  # a join with a timeout keeps Ctrl-C and SIGTERM working
+                evaluation.join(self.poll_s)
+            if errors:
+                raise errors[0]
+        except BaseException as e:
+            trainings_done.set()
+            stop = stop_signal_for_trainers(e)
+            for t in running.values():  # the trainer saves a checkpoint and exits: rerunning resumes it
+                t.process.send_signal(stop)
             for t in running.values():
                 t.process.wait()
                 t.log.close()
-            raise
-        while self.evaluate_next():
-            pass
+            raise  # an evaluation still running is a daemon thread: it ends with the process, its row unwritten
         return failed
