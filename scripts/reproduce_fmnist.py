@@ -45,6 +45,7 @@ folder (the message names the fix).
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -185,4 +186,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from hamgan.study.scheduler import Stopped
+
+    try:
+        status = main()
+    except Stopped as stopped:  # trainers checkpointed, session record closed (in main's unwinding)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # an evaluation thread may be inside torch: the interpreter's teardown would abort ("terminate called
+        # without an active exception", exit 134) instead of exiting with 128 + the signal
+        os._exit(stopped.code)
+    sys.exit(status)
