@@ -43,8 +43,9 @@ def final_table(summary: dict[str, Any]) -> list[str]:
         ctx = "-" if not (s["context_params_g"] or s["context_params_d"]) else (
             f"{s['context_params_g']} / {s['context_params_d']}, "
             f"{s['context_macs_g'] / 1e6:.2f}M / {s['context_macs_d'] / 1e6:.2f}M")
+        seeds = f"{len(f['seeds'])} seed{'' if len(f['seeds']) == 1 else 's'}"
         lines.append(
-            f"| {s['label']} | {f['fid_mean']:.2f} ± {f['fid_std']:.2f} ({len(f['seeds'])} seeds) | "
+            f"| {s['label']} | {f['fid_mean']:.2f} ± {f['fid_std']:.2f} ({seeds}) | "
             + ", ".join(f"{v:.1f}" for v in f["fids"])
             + f" | {_pm(m['kid_mean'], 4)} | {_pm(m['precision'])} | {_pm(m['recall'])} | {_pm(m['density'])} | "
               f"{_pm(m['coverage'])} | {s['params_g'] / 1e3:.1f}k / {s['params_d'] / 1e3:.1f}k | {ctx} | "
