@@ -8,7 +8,8 @@ to ``RUN/train.log``, the command line first), reap the finished ones, sleep ``p
 is trained. Meanwhile one evaluation thread of this process evaluates the available checkpoints that are not yet
 cached, one at a time, and finishes the rest once the trainings are done. The evaluation competes with the trainings
 for the cores, but it never holds up the start of the next training (a final evaluation takes up to 20 minutes on a
-busy 2-core machine; a core left idle that long was the old loop's cost).
+busy 2-core machine; a core left idle that long was the old loop's cost). Each evaluation takes the torch threads
+that the running trainings leave free, at least one: all the cores for the evaluations left after the last training.
 
 A run already at ``options.steps`` is not started. A run folder locked by a live trainer of another command (e.g. a
 pilot started by hand) is not started either: its checkpoints are evaluated as they appear, and once its lock is gone
@@ -30,8 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable
 
+import torch
+
 from hamgan.study.evaluation import EvalSpec, Evaluator, cached_row
-from hamgan.study.plan import REPO, Run, StudyOptions, train_command
+from hamgan.study.plan import REPO, Run, StudyOptions, threads_per_job, train_command
 
 TAIL_LINES = 5
 
@@ -139,7 +142,8 @@ class Scheduler:
     """Runs the trainings of ``runs`` (``options.jobs`` at once) and calls ``evaluate_next`` in between."""
 
     def __init__(self, runs: list[Run], options: StudyOptions, evaluate_next: Callable[[], bool] = lambda: False,
-                 poll_s: float = 5.0, python: str = sys.executable, out: Callable[[str], None] = print) -> None:
+                 poll_s: float = 5.0, python: str = sys.executable, out: Callable[[str], None] = print,
+                 cores: int | None = None) -> None:
         self.runs = runs
         self.options = options
         self.evaluate_next = evaluate_next
@@ -147,6 +151,13 @@ class Scheduler:
         self.python = python
         self.out = out
         self.started: list[Run] = []  # every training this scheduler started (for tests and the log)
+        self.cores = cores or os.cpu_count() or 1
+        self.training_threads = 0  # torch threads of the trainings running now (updated by the scheduling loop)
+
+    def evaluation_threads(self) -> int:
+        """Torch threads of the next evaluation: the cores the running trainings leave free, at least one (all of
+        them once the trainings are done, so the last evaluations do not leave cores idle)."""
+        return max(1, self.cores - self.training_threads)
 
     def _start(self, run: Run) -> Training:
         cmd = train_command(run, self.options, self.python)
@@ -182,6 +193,7 @@ class Scheduler:
         try:
             while True:
                 done = trainings_done.is_set()  # read before looking, so a checkpoint written last is not missed
+                torch.set_num_threads(self.evaluation_threads())  # this thread's evaluations only
                 if self.evaluate_next():
                     continue
                 if done:
@@ -219,8 +231,11 @@ class Scheduler:
                         elsewhere.append(run)
                         continue
                     running[run.name] = self._start(run)
+                self.training_threads = len(running) * threads_per_job(self.options.jobs, self.options.threads,
+                                                                       self.cores)
                 if todo or running or elsewhere:
                     time.sleep(self.poll_s)
+            self.training_threads = 0
             trainings_done.set()
             while evaluation.is_alive():  # a join with a timeout keeps Ctrl-C and SIGTERM working
                 evaluation.join(self.poll_s)

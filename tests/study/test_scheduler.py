@@ -118,3 +118,27 @@ def test_trainers_are_stopped_with_a_signal_of_another_kind_than_the_one_receive
     assert scheduler_module.stop_signal_for_trainers(reason) == expected
     if isinstance(reason, scheduler_module.Stopped):
         assert reason.code == 128 + signal.SIGTERM
+
+
+def test_evaluations_use_the_cores_the_trainings_leave_free(tmp_path, fake_trainer):
+    """4 cores, 1 job of 2 threads: an evaluation during the trainings gets 2 threads, the draining after them 4."""
+    import torch
+
+    runs, options = make_runs(tmp_path, [0, 5])  # run 1 sleeps 0.5 s: run 0 is evaluated while it trains
+    options.threads = 2
+    calls: list[tuple[str | None, int]] = []  # (run evaluated or None, threads) of every call
+
+    def evaluate_next() -> bool:
+        for run in runs:
+            if run.name not in [name for name, _ in calls] and fake_trainer(run.folder) >= STEPS:
+                calls.append((run.name, torch.get_num_threads()))
+                return True
+        calls.append((None, torch.get_num_threads()))
+        return False
+
+    before = torch.get_num_threads()
+    try:
+        assert Scheduler(runs, options, evaluate_next, poll_s=0.05, cores=4).run() == []
+    finally:
+        torch.set_num_threads(before)
+    assert ("hamgan-seed0", 2) in calls and calls[-1] == (None, 4)  # the last call comes after the trainings
