@@ -73,9 +73,10 @@ bench: setup
 	$(PY) scripts/bench_train.py
 	$(PY) scripts/bench_fid.py
 
-# The issue-12 study (results/fmnist32): HamGAN, SAGAN, none x 5 seeds, Ham CD / VQ / in G only / in D only x 3 seeds;
-# FID@2000 at 3 intermediate steps, FID / KID / precision / recall @5000 at the last, standing BN statistics; 2 trainings
-# at once; resumable (run it again after an interruption). Budget from the pilot (scripts/reproduce_fmnist.py docstring).
+# The issue-12 study (results/fmnist32): HamGAN, SAGAN, none x 5 seeds, Ham CD / VQ x 3 seeds (Ham in G only / in D
+# only: add ham-g:3,ham-d:3, not in the budget); FID@2000 at 3 intermediate steps, FID / KID / precision / recall @5000
+# at the last, standing BN statistics; 2 trainings at once; resumable (run it again after an interruption). Budget from
+# the pilot (README, "Reproducing the paper's claim at small scale").
 study: setup
 	$(PY) scripts/reproduce_fmnist.py --models hamgan:5,sagan:5,none:5,ham-cd:3,ham-vq:3 \
 		--steps 4000 --mid-n 2000 --final-n 5000 --jobs 2 --checkpoints results/fmnist32/checkpoints
