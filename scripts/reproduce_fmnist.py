@@ -48,7 +48,6 @@ import argparse
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -127,12 +126,6 @@ def study_options(args: argparse.Namespace) -> StudyOptions:
     return options
 
 
-def _stop_on_sigterm(signum: int, frame: object) -> None:
-    from hamgan.study.scheduler import Stopped
-
-    raise Stopped(signum)
-
-
 def say(message: str) -> None:
     """Print a progress line of the driver, stamped with the UTC time (the log of a study spanning days)."""
     print(f"[{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())}] {message}", flush=True)
@@ -150,10 +143,6 @@ def main(argv: list[str] | None = None) -> int:
     from hamgan.study.sessions import DriverSession
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    if threading.current_thread() is threading.main_thread():
-        # SIGTERM (kill, a batch system, the end of a working period) stops like Ctrl-C: the running trainers are
-        # told to save a checkpoint (stop_signal_for_trainers), the session record is closed; rerunning resumes.
-        signal.signal(signal.SIGTERM, _stop_on_sigterm)
     args = build_parser().parse_args(argv)
     failed: list[str] = []
     try:
@@ -188,6 +177,13 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     from hamgan.study.scheduler import Stopped
 
+    def stop(signum: int, frame: object) -> None:
+        raise Stopped(signum)
+
+    # SIGTERM (kill, a batch system, the end of a working period) stops like Ctrl-C: the running trainers are told to
+    # save a checkpoint (stop_signal_for_trainers), the session record is closed; rerunning resumes. Installed here,
+    # not in main(), so that calling main() (the tests do) leaves the caller's signal handlers alone.
+    signal.signal(signal.SIGTERM, stop)
     try:
         status = main()
     except Stopped as stopped:  # trainers checkpointed, session record closed (in main's unwinding)
