@@ -1,13 +1,13 @@
 """FID of checkpoints under each batch-norm mode (and with / without the spectral-norm refresh), resumable.
 
-    python scripts/eval_bn_modes.py results/fmnist32/checkpoints/*.pt --ref runs/fmnist32_test_10000.npz \
-        --out results/fmnist32/bn_modes.jsonl --n 1000 --seed 0
+    python scripts/eval_bn_modes.py results/fmnist32/checkpoints/*.pt \
+        --ref runs/fmnist32_study/fmnist32_test_10000_features.npz --out results/fmnist32/bn_modes.jsonl --n 5000
 
 One JSON line per (checkpoint, bn mode, SN iterations) is appended to ``--out`` as soon as it is measured; a rerun
 skips the lines already there, so the script can be stopped and started again. The study's protocol: EMA generator,
 ``--n`` samples (uniform labels, seed ``--seed``, batch 100), against the reference statistics. ``--table`` prints the
-markdown table of a results file (no evaluation); ``--study runs.json`` fills the running column with the study's
-own values where they were not measured again.
+markdown table of a results file (no evaluation); ``--study runs.json`` fills the column of the study's own BN mode
+with the study's values of ``--n`` samples where they were not measured again.
 """
 
 from __future__ import annotations
@@ -28,19 +28,33 @@ def key(row: dict) -> tuple:
     return row["checkpoint"], row["bn"], row["sn_iterations"]
 
 
-COLUMNS = (("running", 0, "running (copied, as the study)"), ("standing", SN_REFRESH_EMA, "standing (default)"),
-           ("batch", SN_REFRESH_EMA, "batch"), ("standing", 0, "standing, SN not refreshed"))
+COLUMNS = (("running", 0, "running (copied)"), ("standing", SN_REFRESH_EMA, "standing (default)"),
+           ("batch", SN_REFRESH_EMA, "batch (official code)"), ("standing", 0, "standing, SN not refreshed"))
 
 
-def study_rows(path: str | Path, checkpoints: list[str]) -> list[dict]:
-    """The study's own step-2000 FIDs (runs.json) as running / SN 0 rows for checkpoints named MODEL-seedS.pt."""
-    study = {(r["model"], r["seed"]): r["fid"] for r in json.loads(Path(path).read_text()) if r["step"] == 2000}
+def study_rows(path: str | Path, checkpoints: list[str], n: int) -> list[dict]:
+    """The study's own FIDs of ``n`` samples (its runs.json) for checkpoints named MODEL-seedS.pt, as table rows.
+
+    A committed checkpoint is its run's last evaluated step. The row goes in the column of the study's own batch-norm
+    mode: the issue-12 driver records ``bn`` (standing, spectral-norm vectors refreshed); rows without it are the
+    earlier study's (copied running statistics, no refresh). Its FID counts if it has ``n`` samples: the row's
+    ``fid``, or the ``fid_at_<n>`` of its first ``n`` samples."""
+    last: dict[tuple[str, int], dict] = {}
+    for r in json.loads(Path(path).read_text()):
+        if (r["model"], r["seed"]) not in last or r["step"] > last[(r["model"], r["seed"])]["step"]:
+            last[(r["model"], r["seed"])] = r
     out = []
     for ckpt in checkpoints:
         model, seed = Path(ckpt).stem.rsplit("-seed", 1)
-        if (model, int(seed)) in study:
-            out.append({"checkpoint": ckpt, "bn": "running", "sn_iterations": 0, "fid": study[(model, int(seed))],
-                        "from": str(path)})
+        r = last.get((model, int(seed)))
+        if r is None:
+            continue
+        fid = r["fid"] if r.get("n", n) == n else r.get(f"fid_at_{n}")
+        if fid is None:
+            continue
+        bn, sn = (r["bn"], SN_REFRESH_EMA) if "bn" in r else ("running", 0)
+        out.append({"checkpoint": ckpt, "step": r["step"], "bn": bn, "sn_iterations": sn, "n": n, "fid": fid,
+                    "from": str(path)})
     return out
 
 
@@ -81,7 +95,8 @@ def main() -> None:
                    help="comma-separated MODE:SN_ITERATIONS, measured in this order for every checkpoint")
     p.add_argument("--table", action="store_true", help="only print the table of --out")
     p.add_argument("--study", default=None, metavar="RUNS_JSON",
-                   help="with --table: take the running column from the study's runs.json where not measured")
+                   help="with --table: fill the study's own column (its BN mode, --n samples) from its runs.json "
+                        "where not measured")
     args = p.parse_args()
     out = Path(args.out)
     rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.is_file() else []
@@ -93,7 +108,7 @@ def main() -> None:
                            key=lambda ms: (["hamgan", "sagan", "none"].index(ms[0]) if ms[0] in ("hamgan", "sagan",
                                                                                                 "none") else 9, ms))
             extra = study_rows(args.study, [str(folder / f"{m}-seed{s}.pt") for m, s in study
-                                            if (folder / f"{m}-seed{s}.pt").is_file()])
+                                            if (folder / f"{m}-seed{s}.pt").is_file()], args.n)
         print(table(extra + rows))
         return
     done = {key(r) for r in rows}
