@@ -99,6 +99,21 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     return sorted(p for p in run_dir.iterdir() if _NAME.match(p.name))
 
 
+def checkpoints_to_prune(paths: list[Path], keep_last: int, every: int) -> list[Path]:
+    """The step checkpoints (oldest first) that ``train.keep_last`` lets go.
+
+    ``keep_last`` counts the checkpoints of the ``train.ckpt_every`` schedule (steps that are multiples of ``every``).
+    The extra ones, written on a stop signal or at a final step off the schedule, never push a scheduled checkpoint
+    out (a study that evaluates steps 1000, 2000, ... keeps them however often its trainings were interrupted); they
+    go once they are older than the oldest scheduled checkpoint kept. Returns ``[]`` while nothing is to go."""
+    scheduled = [p for p in paths if checkpoint_step(p) % every == 0]
+    kept = scheduled[-keep_last:]
+    if not kept:
+        return []
+    oldest = checkpoint_step(kept[0])
+    return [p for p in paths if p not in kept and checkpoint_step(p) < oldest]
+
+
 def checkpoint_step(path: str | Path) -> int:
     """The step in a checkpoint's name ``ckpt-<step>.pt`` (see :func:`checkpoint_path`)."""
     match = _NAME.match(Path(path).name)

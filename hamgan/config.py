@@ -208,7 +208,7 @@ class TrainConfig:
     log_every: int = 50
     sample_every: int = 1000
     ckpt_every: int = 1000
-    keep_last: int = 3
+    keep_last: int = 3  # scheduled checkpoints kept (stop-signal / final ones off the schedule do not count)
     fid: FIDConfig = field(default_factory=FIDConfig)
 
 

@@ -10,6 +10,7 @@ from hamgan.checkpoint import (
     CheckpointError,
     checkpoint_path,
     checkpoint_step,
+    checkpoints_to_prune,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
@@ -97,3 +98,18 @@ def test_load_generator_says_whether_it_gave_ema_weights(tmp_path: Path, tiny_ch
     with pytest.warns(UserWarning, match="has no EMA generator; using the raw G"):
         assert load_generator_ema(without)[3] is False
     assert len(load_generator(with_ema)) == 3
+
+
+def test_pruning_counts_the_schedule_and_never_drops_a_scheduled_checkpoint_for_interrupt_ones():
+    """Regression (issue 12's study): keep_last 5 over ckpt-1000, a SIGTERM checkpoint at 1208, 2000, 3000, another at
+    3088 and 4000 deleted ckpt-1000 before the study had evaluated it. Interrupt / final checkpoints off the
+    ckpt_every schedule do not count; they go with the scheduled checkpoints older than them."""
+    paths = [Path(f"r/ckpt-{s:09d}.pt") for s in (1000, 1208, 2000, 3000, 3088, 4000)]
+    names = lambda ps: [checkpoint_step(p) for p in ps]  # noqa: E731
+    assert checkpoints_to_prune(paths, 5, 1000) == []
+    assert names(checkpoints_to_prune(paths, 4, 1000)) == []
+    assert names(checkpoints_to_prune(paths, 2, 1000)) == [1000, 1208, 2000]  # 3000, 3088 (newer), 4000 stay
+    assert names(checkpoints_to_prune(paths, 1, 1000)) == [1000, 1208, 2000, 3000, 3088]
+    assert names(checkpoints_to_prune([*paths, Path("r/ckpt-000004500.pt")], 1, 1000)) == [
+        1000, 1208, 2000, 3000, 3088]  # a final checkpoint off the schedule is the newest: kept
+    assert checkpoints_to_prune([Path("r/ckpt-000000007.pt")], 1, 2) == []  # nothing scheduled yet: nothing goes

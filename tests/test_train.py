@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from hamgan.train import loop as loop_mod
-from hamgan.checkpoint import list_checkpoints, load_checkpoint
+from hamgan.checkpoint import checkpoint_step, list_checkpoints, load_checkpoint
 from hamgan.config import load_config, save_config
 from hamgan.train import GRID_COLUMNS, Trainer, main, resolve_config, run
 
@@ -248,6 +248,18 @@ def test_accumulation_and_d_steps_consume_the_global_batch(tmp_path):
     # 2 D updates x 2 micro-batches x 4 images
     assert trainer.data.position() == {"epoch": 0, "index": 16}
     assert trainer.step == 1
+
+
+def test_rotation_keeps_scheduled_checkpoints_across_interrupted_sessions(tmp_path):
+    """keep_last counts the ckpt_every schedule: the off-schedule checkpoints of sessions ending at odd steps (as a
+    SIGTERM does) never push a scheduled one out, and go once older than the oldest scheduled one kept."""
+    out = tmp_path / "r"
+    rotation = ["train.keep_last=2", "train.sample_every=100"]  # tiny_train.yaml: ckpt_every 2
+    train(tmp_path, out, 3, rotation)
+    train(tmp_path, out, 5, rotation)
+    assert [checkpoint_step(p) for p in list_checkpoints(out)] == [2, 3, 4, 5]  # before: [4, 5], step 2 gone
+    train(tmp_path, out, 6, rotation)
+    assert [checkpoint_step(p) for p in list_checkpoints(out)] == [4, 5, 6]
 
 
 def test_metrics_samples_and_checkpoint_rotation(tmp_path):

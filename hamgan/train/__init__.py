@@ -31,7 +31,8 @@ Run folder::
 
     config.yaml           the full resolved config (the run's config when resuming)
     train.lock            held by the live trainer (host, pid); see run_folder
-    ckpt-<step>.pt        the last ``train.keep_last`` checkpoints;  ckpt-best.pt  the best by FID
+    ckpt-<step>.pt        the last ``train.keep_last`` of the ``train.ckpt_every`` schedule, and newer ones written
+                          on a stop signal or at the end;  ckpt-best.pt  the best by FID
     metrics.jsonl, wandb/ see hamgan.logger
     samples/step-<step>.png   fixed z, fixed classes (one row per class), EMA generator when enabled
     fid_ref.npz           the FID reference statistics computed from the training data (when not given)

@@ -30,7 +30,8 @@ import torch
 import torch.nn as nn
 
 from hamgan import bn_modes, distributed
-from hamgan.checkpoint import CheckpointWriteError, checkpoint_path, list_checkpoints, save_checkpoint
+from hamgan.checkpoint import (CheckpointWriteError, checkpoint_path, checkpoints_to_prune, list_checkpoints,
+                              save_checkpoint)
 from hamgan.config import Config, ConfigError, save_config, to_dict
 from hamgan.distributed import DistInfo
 from hamgan.ema import EMA
@@ -206,7 +207,8 @@ class Trainer:
     # ---- checkpoints, samples, FID -------------------------------------------------------------------------------
 
     def save(self, path: Path | None = None) -> Path:
-        """Write a checkpoint (rank 0) and keep the last ``train.keep_last``; collective.
+        """Write a checkpoint (rank 0) and keep the last ``train.keep_last`` of the ``train.ckpt_every`` schedule
+        (:func:`hamgan.checkpoint.checkpoints_to_prune`); collective.
 
         A failed write (disk full, ...) raises :class:`CheckpointWriteError` on every rank, earlier files kept.
         """
@@ -225,7 +227,8 @@ class Trainer:
             try:
                 save_checkpoint(training_state, path)
                 if path.name != "ckpt-best.pt":
-                    for old in list_checkpoints(self.run_dir)[: -self.cfg.train.keep_last]:
+                    for old in checkpoints_to_prune(list_checkpoints(self.run_dir), self.cfg.train.keep_last,
+                                                    self.cfg.train.ckpt_every):
                         old.unlink(missing_ok=True)
             except CheckpointWriteError as e:
                 error = run_folder.write_error_message(e, self.run_dir)
