@@ -199,6 +199,25 @@ def test_report_only_from_committed_results(study, tmp_path):
     assert json.loads((study / "results" / "summary.json").read_text())["models"] == before
 
 
+def test_a_checkpoint_gone_before_its_evaluation_is_reported_as_missing(study, tmp_path, capsys):
+    """Regression (issue 12's study): checkpoint rotation deleted a run's first evaluation checkpoint before the
+    evaluation queue reached it, and the report silently had one seed fewer at that step."""
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(study / "work" / "hamgan-seed0", work / "hamgan-seed0")
+    cache = work / "hamgan-seed0" / CACHE_NAME
+    cache.write_text("".join(l + "\n" for l in cache.read_text().splitlines() if json.loads(l)["step"] != MID))
+    checkpoint_path(work / "hamgan-seed0", MID).unlink()
+    assert driver.main([*study_argv(study, work=work, results=tmp_path / "r"), "--report-only"]) == 0
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert len(summary["missing_evaluations"]) == 1
+    assert summary["missing_evaluations"][0].startswith(f"hamgan-seed0 step {MID}: its checkpoint ")
+    assert "Missing evaluation (not in the tables): hamgan-seed0 step" in (tmp_path / "r" / "summary.md").read_text()
+    assert f"warning: missing evaluation: hamgan-seed0 step {MID}" in capsys.readouterr().out
+    assert json.loads((study / "results" / "summary.json").read_text())["missing_evaluations"] == []
+
+
 def test_check_against_passes_inside_and_fails_outside_the_spread(study, tmp_path, capsys):
     earlier = json.loads((study / "results" / "summary.json").read_text())
     argv = [*study_argv(study, results=tmp_path / "r"), "--report-only", "--check-against"]

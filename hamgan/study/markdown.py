@@ -138,6 +138,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     ]
     if summary["failed_runs"]:
         lines.append(f"- Failed runs (not in the tables): {', '.join(summary['failed_runs'])}.")
+    for line in summary.get("missing_evaluations", []):
+        lines.append(f"- Missing evaluation (not in the tables): {line}.")
     lines += ["", "Commands:", "", "```", *summary["commands"].values(), "```", "",
               f"Generated {env['date']} with torch {env['torch']}, Python {env['python']}.", ""]
     return "\n".join(lines)

@@ -134,6 +134,25 @@ def collect_rows(runs: list[Run], o: StudyOptions, costs: dict[str, dict[str, in
     return rows
 
 
+def missing_evaluations(runs: list[Run], o: StudyOptions, rows: list[dict[str, Any]]) -> list[str]:
+    """Evaluations that can no longer be made: a run trained to ``o.steps`` whose checkpoint at an evaluation step is
+    gone (deleted, or pruned before the evaluation reached it) and whose row is not cached. One line each."""
+    from hamgan.checkpoint import checkpoint_path
+    from hamgan.study.scheduler import trained_step
+
+    have = {(r["model"], r["seed"], r["step"]) for r in rows}
+    missing = []
+    for run in runs:
+        if not run.folder.is_dir() or trained_step(run.folder) < o.steps:
+            continue  # not finished (or not here): its evaluations may still come
+        for step in sorted(eval_specs(o)):
+            ckpt = checkpoint_path(run.folder, step)
+            if (run.model, run.seed, step) not in have and not ckpt.is_file():
+                missing.append(f"{run.name} step {step}: its checkpoint {ckpt} is gone (deleted, or pruned before it "
+                               f"was evaluated); restore it (retrain the run to that step) or accept the gap")
+    return missing
+
+
 def write_rows(rows: list[dict[str, Any]], results: Path, mid_n: int) -> None:
     results.mkdir(parents=True, exist_ok=True)
     write_json(results / "runs.json", rows)
@@ -333,6 +352,9 @@ def write_report(runs: list[Run], o: StudyOptions, argv: list[str], failed: list
     if o.reference.is_file():
         ref_n = reference_n(o.reference) or ref_n
     summary = build_summary(rows, o, costs, ref_n, study_commands(o, argv, runs, exported), failed)
+    summary["missing_evaluations"] = missing_evaluations(runs, o, rows)
+    for line in summary["missing_evaluations"]:
+        out(f"warning: missing evaluation: {line}")
     seeds = ", ".join(f"{m} {len(s)}" for m, s in o.models.items())
     title = (f"Fashion-MNIST 32x32, FID@{o.mid_n}, EMA G, standing BN ({o.bn_batches} x {o.bn_batch_size}); "
              f"band: ±1 std over seeds")
