@@ -224,6 +224,7 @@ def test_check_against_passes_inside_and_fails_outside_the_spread(study, tmp_pat
     assert driver.main([*argv, str(study / "results" / "summary.json")]) == 0  # each seed vs its own study
     out = capsys.readouterr().out
     assert len(re.findall(r"seed \d: FID [\d.]+ within", out)) == len(MODELS) * len(SEEDS) and "OUTSIDE" not in out
+    assert (tmp_path / "r" / "check.txt").read_text() == out[out.index("check against"):]  # its record
 
     final = earlier["models"]["none"]["final"]
     final["fid_mean"], final["fid_std"] = max(final["fids"]) + 100.0, 1.0  # nothing lands in 100 +- 2
@@ -232,6 +233,7 @@ def test_check_against_passes_inside_and_fails_outside_the_spread(study, tmp_pat
     out = capsys.readouterr().out
     assert len(re.findall(r"seed \d: FID [\d.]+ OUTSIDE", out)) == len(SEEDS)
     assert len(re.findall(r"seed \d: FID [\d.]+ within", out)) == len(SEEDS)  # hamgan still inside
+    assert "OUTSIDE" in (tmp_path / "r" / "check.txt").read_text()
 
 
 @pytest.mark.parametrize("change, message", [
