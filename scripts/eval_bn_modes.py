@@ -61,7 +61,7 @@ def study_rows(path: str | Path, checkpoints: list[str], n: int) -> list[dict]:
 def table(rows: list[dict]) -> str:
     """Markdown: one row per checkpoint and the mean ± std per model, one column per (mode, SN iterations).
 
-    A measured row wins over a study row of the same key."""
+    A measured row wins over a study row of the same key. A model with one seed per column gets no mean row."""
     import numpy as np
 
     fid = {}
@@ -79,7 +79,8 @@ def table(rows: list[dict]) -> str:
             values = [fid[(c, m, k)] for c in checkpoints if Path(c).stem.startswith(model + "-seed")
                       and (c, m, k) in fid]
             cells.append(f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}" if len(values) > 1 else "")
-        lines.append(f"| **{model}** (mean ± std over seeds) | " + " | ".join(cells) + " |")
+        if any(cells):
+            lines.append(f"| **{model}** (mean ± std over seeds) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

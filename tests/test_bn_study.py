@@ -18,7 +18,7 @@ def rows() -> list[dict]:
 
 def test_rows_follow_the_study_protocol():
     for r in rows():
-        assert (r["n"], r["seed"], r["protocol"], r["ema"]) == (1000, 0, "pytorch-fid", True), r
+        assert (r["n"], r["seed"], r["protocol"], r["ema"], r["step"]) == (2000, 0, "pytorch-fid", True, 4000), r
         assert r["bn"] in ("running", "standing", "batch") and r["fid"] > 0
         assert (REPO / r["checkpoint"]).is_file()
 
@@ -67,3 +67,7 @@ def test_study_rows_fill_the_study_s_own_mode_at_the_final_step_with_n_samples(t
     assert table[0] == "| checkpoint | standing (default) | batch (official code) |"
     assert table[2] == "| hamgan-seed0.pt | 49.75 | 50.25 |"  # a measured value wins over the study's
     assert table[3] == "| sagan-seed0.pt | 56.40 |  |"
+    assert len(table) == 4  # one seed per model: no empty mean ± std rows
+    seed1 = {"checkpoint": "c/hamgan-seed1.pt", "bn": "batch", "sn_iterations": script.SN_REFRESH_EMA, "fid": 52.25}
+    assert script.table(rows + measured + [seed1]).splitlines()[-1] == (
+        "| **hamgan** (mean ± std over seeds) |  | 51.25 ± 1.41 |")

@@ -60,11 +60,11 @@ def test_notebook_runs_end_to_end(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_notebook_shows_the_committed_study_checkpoints(tmp_path, monkeypatch):
-    """The README's way of looking at the study's generators: no training, the 2000-step checkpoints."""
+    """The README's way of looking at the study's generators: no training, the 4000-step checkpoints."""
     ckpts = REPO / "results" / "fmnist32" / "checkpoints"
     text, figures = execute(monkeypatch, {"HAMGAN_NB_HAM": str(ckpts / "hamgan-seed0.pt"),
                                           "HAMGAN_NB_SAGAN": str(ckpts / "sagan-seed0.pt"),
                                           "HAMGAN_NB_OUT": str(tmp_path / "runs")})
     assert figures == 5
-    assert "HamGAN generator at step 2000" in text and "SAGAN generator at step 2000" in text
+    assert "HamGAN generator at step 4000" in text and "SAGAN generator at step 4000" in text
     assert not (tmp_path / "runs").exists()  # nothing was trained
