@@ -149,6 +149,29 @@ def test_summary_aggregates_over_seeds_and_pairs(study):
     assert "Paired differences" in text and "Plateau check" in text and "scripts/reproduce_fmnist.py" in text
 
 
+def test_the_reported_compare_command_reproduces_the_final_rows(study, cheap_fid, tmp_path):
+    """summary.json's ``hamgan-eval compare`` command gives the study's own final-step numbers for the exported
+    checkpoints. It once omitted --batch-size: the Hamburger draws its random bases per batch, so compare's default
+    batch of 50 sampled other images than the study's batch (KID and precision/recall moved)."""
+    import shlex
+
+    from hamgan.evaluate import main as eval_main
+
+    summary = json.loads((study / "results" / "summary.json").read_text())
+    argv = shlex.split(summary["commands"]["compare"])
+    assert argv[:2] == ["hamgan-eval", "compare"] and "--batch-size" in argv
+    assert eval_main([*argv[1:], "--splits", "2", "--json-out", str(tmp_path / "compare.json")]) == 0  # IS of 8
+    rows = {(r["model"], r["seed"]): r for r in json.loads((study / "results" / "runs.json").read_text())
+            if r["step"] == STEPS}
+    compared = json.loads((tmp_path / "compare.json").read_text())
+    assert [Path(c["checkpoint"]).name for c in compared] == [f"{m}-seed0.pt" for m in MODELS]
+    for c in compared:
+        r = rows[(Path(c["checkpoint"]).stem.rsplit("-seed", 1)[0], 0)]
+        assert c["step"] == STEPS and c["n"] == r["n"] and c["bn"] == "standing"
+        for metric in ("fid", "kid_mean", "precision", "recall", "density", "coverage"):
+            assert c[metric] == pytest.approx(r[metric], rel=1e-5, abs=1e-9), metric
+
+
 def test_plots_grids_and_exported_checkpoints(study):
     results = study / "results"
     for name in ("fid_vs_steps.png", "fid_vs_wallclock.png"):
