@@ -169,14 +169,24 @@ def cmd_stats(args: argparse.Namespace) -> None:
     if out.suffix != ".npz":
         raise ValueError(f"--out must end in .npz (pytorch-fid's statistics format), got '{out}'")
     result = compute(source, args, load_inception(args), keep_features=args.features)
+    made = stats_provenance(result)
     if args.features:
-        save_features(out, result.ext, args.protocol)
+        save_features(out, result.ext, args.protocol, **made)
     else:
-        save_stats(out, result.ref.mu, result.ref.sigma, n=result.ref.n, protocol=args.protocol)
+        save_stats(out, result.ref.mu, result.ref.sigma, n=result.ref.n, protocol=args.protocol, **made)
     what = "mu, sigma" + (", features" if args.features else "") + (
         ", labels" if args.features and result.ext.labels is not None else "")
     print(f"wrote {out}: {what} of {result.ref.n} images of {source} (protocol {args.protocol}"
           f"{', BN ' + result.bn.describe() if result.bn else ''})")
+
+
+def stats_provenance(result: Result) -> dict[str, str | int]:
+    """What a statistics file stores besides mu/sigma about how it was made: the source, and for samples of a
+    generator its step and batch-norm mode (``bn``: the JSON of :meth:`BNMode.as_dict`)."""
+    made: dict[str, str | int] = {"source": result.ref.source}
+    if result.bn is not None:
+        made.update(step=result.step, bn=json.dumps(result.bn.as_dict()))
+    return made
 
 
 def cmd_fid(args: argparse.Namespace) -> None:

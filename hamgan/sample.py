@@ -12,7 +12,7 @@ as an enclosing ``bn_mode`` block set them, else running).
 
 CLI ``hamgan-sample CKPT --out PATH``: ``--out grid.png`` writes one row per class, ``--out folder`` one PNG per
 image, ``--npz`` an ``arr_0`` array of uint8 (N, H, W, 3) images and their labels ``arr_1`` (N,) for external
-evaluators, ``--interpolate A,B`` a row per class walking from seed A's latent to seed B's. ``--bn`` defaults to
+evaluators (plus how they were made: ``source``, ``step``, ``bn`` as JSON, ``truncation`` (NaN: none), ``seed``), ``--interpolate A,B`` a row per class walking from seed A's latent to seed B's. ``--bn`` defaults to
 standing statistics for the EMA generator and running ones for the raw G.
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -283,7 +284,9 @@ def run(args: argparse.Namespace) -> str:
             labels.append(y.numpy())
             bar.update(len(b))
         out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(out, arr_0=np.concatenate(images), arr_1=np.concatenate(labels))
+        np.savez(out, arr_0=np.concatenate(images), arr_1=np.concatenate(labels), source=str(args.checkpoint),
+                 step=step, bn=json.dumps(bn.as_dict()), truncation=np.nan if args.truncation is None
+                 else args.truncation, seed=args.seed)
         bar.close()
         return (f"wrote {n} images to {out} (arr_0: uint8 (N, H, W, 3), arr_1: labels (N,), step {step}, "
                 f"BN {bn.describe()})")

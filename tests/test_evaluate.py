@@ -104,6 +104,15 @@ def test_stats_fid_and_compare_on_checkpoints(tmp_path, capsys, fid_weights, tin
     captured = capsys.readouterr()
     assert float(captured.out.split()[1]) == pytest.approx(fids["standing"])
     assert "BN standing (2 x 4), SN refreshed (20 it.)" in captured.out + captured.err  # default for the EMA G
+    g_stats = tmp_path / "g.npz"  # statistics of a checkpoint's samples remember how they were made
+    with pytest.warns(UserWarning, match="biased"):
+        assert main(["stats", str(ham), "--out", str(g_stats), "--n", "6", "--batch-size", "3", "--bn", "batch"]) == 0
+    assert "BN batch, SN refreshed (20 it.)" in capsys.readouterr().out
+    with np.load(g_stats) as f:
+        assert json.loads(str(f["bn"])) == {"bn": "batch", "sn_iterations": 20}
+        assert int(f["step"]) == 7 and int(f["n"]) == 6 and str(f["source"]) == str(ham)
+    with np.load(ref) as f:  # a data set's statistics: no generator, so no BN mode
+        assert str(f["source"]).startswith(str(config)) and "bn" not in f.files
 
     from hamgan.nn.networks import Generator
 
@@ -116,8 +125,9 @@ def test_stats_fid_and_compare_on_checkpoints(tmp_path, capsys, fid_weights, tin
     assert ("| checkpoint | steps | context | params G | params D | BN | FID | KID x 1e3 | precision | recall | "
             "density | coverage | IS (2 splits) | intra-FID |") in captured.out
     assert "| 7 | ham-nmf @16/16 |" in captured.out and "| 3 | attention @16/16 |" in captured.out
-    assert "KID: 3 subsets of 6" in captured.out
+    assert "KID: 3 subsets of 6" in captured.out and "IS 2 splits, logits without bias" in captured.out
     rows = json.loads(out.read_text())
+    assert [r["is_bias"] for r in rows] == [False, False]  # improved-gan's IS by default
     assert [r["step"] for r in rows] == [7, 3]
     assert [r["bn"] for r in rows] == ["standing", "running"]  # auto: standing for EMA, running for the raw G
     assert rows[0]["params_g"] == sum(p.numel() for p in Generator(from_dict({"model": tiny_model}).model).parameters())
@@ -131,9 +141,12 @@ def test_stats_fid_and_compare_on_checkpoints(tmp_path, capsys, fid_weights, tin
 
     # a mu/sigma-only reference: FID and IS, and a note that the rest needs features
     save_stats(tmp_path / "musigma.npz", mu, sigma)
-    with pytest.warns(UserWarning):
-        assert main(["compare", str(sagan), "--n", "4", "--splits", "1", "--ref", str(tmp_path / "musigma.npz")]) == 0
-    assert "holds only mu/sigma" in capsys.readouterr().out
+    with pytest.warns(UserWarning):  # --is-bias: TF-GAN / StudioGAN's IS (logits with the classifier's bias)
+        assert main(["compare", str(sagan), "--n", "4", "--splits", "1", "--ref", str(tmp_path / "musigma.npz"),
+                     "--is-bias", "--json-out", str(tmp_path / "bias.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "holds only mu/sigma" in printed and "IS 1 splits, logits with bias" in printed
+    assert json.loads((tmp_path / "bias.json").read_text())[0]["is_bias"] is True
     with pytest.warns(UserWarning):
         assert main(["compare", str(sagan), "--n", "4", "--metrics", "fid,kid",
                      "--ref", str(tmp_path / "musigma.npz")]) == 2

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -86,6 +88,11 @@ def test_cli_bn_modes_change_the_samples(ckpt, tmp_path, capsys):
         assert f"BN {bn}" in captured.out and f"batch norm: {bn}" in captured.err
         with np.load(tmp_path / f"{bn}.npz") as f:
             arrays[bn] = f["arr_0"]
+            made = json.loads(str(f["bn"]))  # the file says how its images were made
+            assert made["bn"] == bn and made["sn_iterations"] == 20  # EMA G: spectral-norm vectors refreshed
+            assert made.get("bn_batches") == (2 if bn == "standing" else None)
+            assert str(f["source"]) == str(ckpt) and int(f["step"]) >= 1 and int(f["seed"]) == 0
+            assert np.isnan(f["truncation"])
     assert not np.array_equal(arrays["running"], arrays["standing"])
     assert not np.array_equal(arrays["running"], arrays["batch"])
 

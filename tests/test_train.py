@@ -338,6 +338,10 @@ def test_real_fid_during_training(tmp_path, fid_weights):
     records = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "fid" in r]
     assert [r["step"] for r in records] == [2, 4]
     assert all(r["fid"] > 0 for r in records)
+    for r in records:  # every FID record says how it was measured
+        assert (r["fid_n"], r["fid_protocol"], r["fid_ref"]) == (6, "pytorch-fid", str(out / "fid_ref.npz"))
+        assert r["fid_model"] == "ema" and r["fid_bn"] == "standing" and r["fid_sn_iterations"] == 20
+        assert r["fid_bn_batches"] > 0 and r["fid_bn_batch_size"] > 0
     assert (out / "fid_ref.npz").is_file() and (out / "ckpt-best.pt").is_file()
     assert load_checkpoint(out / "ckpt-best.pt")["metrics"]["best_fid"] == min(r["fid"] for r in records)
     assert_same_state(load_checkpoint(out / "ckpt-000000004.pt"),

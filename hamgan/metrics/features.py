@@ -250,11 +250,12 @@ class Reference:
         return self.features
 
 
-def save_features(path: str | Path, ext: Extraction, protocol: str) -> None:
-    """A features file: mu, sigma (pytorch-fid format) plus features, labels, n and protocol."""
+def save_features(path: str | Path, ext: Extraction, protocol: str, **made: str | int) -> None:
+    """A features file: mu, sigma (pytorch-fid format) plus features, labels, n, protocol and ``made`` (how the
+    images were made, e.g. source, step, bn)."""
     if ext.features is None:
         raise ValueError("the extraction kept no features (extract(..., keep_features=True))")
-    extra = {"features": ext.features.numpy(), "n": ext.n, "protocol": protocol}
+    extra = {"features": ext.features.numpy(), "n": ext.n, "protocol": protocol, **made}
     if ext.labels is not None:
         extra["labels"] = ext.labels.numpy()
     save_stats(path, ext.stats.mean(), ext.stats.cov(), **extra)

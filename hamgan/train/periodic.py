@@ -101,6 +101,7 @@ class PeriodicFID:
 
         f = self.fid
         source = f.ref_stats if f.ref_stats is not None else run_dir / "fid_ref.npz"
+        self.ref_source = str(source)
         ref, error = None, None
         if self.info.is_main and (f.ref_stats is not None or Path(source).is_file()):
             try:
@@ -139,6 +140,13 @@ class PeriodicFID:
                    for b in uint8_images(_Shard(dataset, shard), None, self.fid.batch_size,
                                          self.cfg.data.num_workers))
         return extract(batches, self.inception, self.device, len(shard), progress=False).stats
+
+    def describe(self, bn: BNMode | None = None) -> dict[str, Any]:
+        """How :meth:`measure` measures, for the metrics log: N, protocol, reference and batch-norm mode."""
+        from hamgan.metrics.protocol import DEFAULT_PROTOCOL
+
+        made = {f"fid_{k}": v for k, v in (bn or BNMode("running")).as_dict().items()}
+        return {"fid_n": self.fid.n_samples, "fid_protocol": DEFAULT_PROTOCOL, "fid_ref": self.ref_source, **made}
 
     def measure(self, G: nn.Module, step: int, bn: BNMode | None = None) -> float | None:
         """FID of ``train.fid.n_samples`` samples of ``G`` (all ranks together) with the batch-norm statistics
