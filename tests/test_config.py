@@ -216,8 +216,25 @@ def test_presets_apply_on_top_of_a_config(preset, tmp_path):
     top.write_text(f"include: [{CONFIGS / 'imagenet128_sagan.yaml'}, {preset}]\n")
     cfg = load_config(top)
     assert cfg.model.init == "orthogonal" and cfg.model.sn.bound == "exact" and cfg.model.g.context == "attention"
-    assert cfg.data.resize in ("pil-bilinear", "pil-lanczos")
-    assert cfg.train.fid.bn == {"studiogan.yaml": "running", "biggan_pytorch.yaml": "standing"}[preset.name]
+    m, t = cfg.model, cfg.train
+    if preset.name == "biggan_pytorch.yaml":
+        # scripts/launch_BigGAN_bs256x8.sh: no --mybn, so F.batch_norm (unbiased running variance), momentum 0.1;
+        # --BN_eps 1e-5 --adam_eps 1e-6; --G_eval_mode --use_ema without --accumulate_stats: running statistics
+        assert (m.bn.eps, m.bn.momentum, m.bn.running_var) == (1e-5, 0.1, "unbiased")
+        assert (m.sn.eval_iteration, m.sn.warmup) == (True, 0)
+        assert t.eps == 1e-6
+        assert (cfg.data.resize, cfg.data.hflip) == ("pil-bilinear", False)
+        assert (t.ema.enabled, t.ema.start, t.ema.decay) == (True, 20000, 0.9999)
+        assert (t.fid.use_ema, t.fid.bn) == (True, "running")
+    elif preset.name == "studiogan.yaml":
+        # ops.batchnorm_2d: nn.BatchNorm2d(eps=1e-4, momentum=0.1); config.py: Adam eps 1e-6; torch's old SN
+        assert (m.bn.eps, m.bn.momentum, m.bn.running_var) == (1e-4, 0.1, "unbiased")
+        assert (m.sn.eval_iteration, m.sn.warmup) == (False, 0)
+        assert t.eps == 1e-6
+        assert (cfg.data.resize, cfg.data.hflip) == ("pil-lanczos", True)
+        assert t.fid.bn == "running"
+    else:
+        pytest.fail(f"no expectations for the preset {preset.name}")
 
 
 def test_fid_bn_fields_parse_and_default_to_auto():

@@ -88,3 +88,38 @@ def test_arrays_resized_with_each_method_stay_uint8():
     with pytest.raises(ValueError, match="resize method must be one of"):
         resize_images(images, 16, "nearest")
     assert np.array_equal(to_uint8(np.array([-3.0, 0.49, 0.5, 254.6, 300.0])), [0, 0, 0, 255, 255])
+
+
+# each PIL option and the PIL filter it must use (written out, not read from hamgan's own table)
+PIL_OPTIONS = {
+    "pil-bicubic": Image.Resampling.BICUBIC,
+    "pil-bilinear": Image.Resampling.BILINEAR,
+    "pil-lanczos": Image.Resampling.LANCZOS,
+}
+
+
+def test_every_pil_option_is_covered():
+    assert {m for m in RESIZE_METHODS if m.startswith("pil-")} == set(PIL_OPTIONS)
+
+
+@pytest.mark.parametrize("method", sorted(PIL_OPTIONS))
+@pytest.mark.parametrize("size", [(37, 50), (50, 37)], ids=["wide", "tall"])
+def test_pil_option_equals_image_resize_with_its_filter(method, size):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(*size, 3), dtype=np.uint8)
+    h, w = size
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2  # the floor-rounded centre square (6 for 50 vs 37)
+    square = pixels[top:top + s, left:left + s]
+    expected = np.asarray(Image.fromarray(square).resize((16, 16), PIL_OPTIONS[method]))
+    out = center_crop_resize(Image.fromarray(pixels), 16, method)
+    assert out.dtype == np.uint8 and out.shape == (16, 16, 3)
+    np.testing.assert_array_equal(out, expected)
+    # the array path (square images, as the packed and torchvision data sets hold them) uses the same filter
+    np.testing.assert_array_equal(resize_images(square[None], 16, method)[0], expected)
+
+
+def test_pil_options_differ_from_each_other():
+    pixels = np.random.default_rng(1).integers(0, 256, size=(40, 40, 3), dtype=np.uint8)
+    outs = {m: center_crop_resize(Image.fromarray(pixels), 16, m) for m in PIL_OPTIONS}
+    assert all(not np.array_equal(outs[a], outs[b]) for a in outs for b in outs if a < b)

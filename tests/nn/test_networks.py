@@ -437,11 +437,73 @@ def test_init_orthogonal_rows_are_orthonormal():
     torch.testing.assert_close(w @ w.T, torch.eye(w.shape[0]), atol=1e-5, rtol=0)
 
 
-def test_init_xavier_bound():
-    D = Discriminator(small_cfg(32, "none", channels=16, init="xavier"))
-    w = D.blocks[1].conv1.parametrizations.weight.original  # fan_in = fan_out = 64 * 9
-    bound = (6 / (2 * 64 * 9)) ** 0.5
-    assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
+def glorot_bound(m: torch.nn.Conv2d | torch.nn.Linear | torch.nn.Embedding) -> float:
+    """sqrt(6 / (fan_in + fan_out)) with the fans of torch.nn.init._calculate_fan_in_and_fan_out (equal to TF's
+    VarianceScaling fans for convs and linears). The embedding table (num_classes, dim): torch takes fan_in = dim,
+    fan_out = num_classes; TF's VarianceScaling for the [num_classes, dim] variable takes them the other way round;
+    fan_avg only uses their sum, so both give sqrt(6 / (num_classes + dim))."""
+    if isinstance(m, torch.nn.Conv2d):
+        k = m.kernel_size[0] * m.kernel_size[1]
+        fans = m.in_channels * k + m.out_channels * k
+    elif isinstance(m, torch.nn.Linear):
+        fans = m.in_features + m.out_features
+    else:
+        fans = m.num_embeddings + m.embedding_dim
+    return (6 / fans) ** 0.5
+
+
+# (G context settings, D context settings, the weight layers expected inside G's and D's context blocks)
+XAVIER_CASES = {
+    "g_ham_v1_d_attention": (
+        net_cfg(8, "ham", 32, rank=8), net_cfg(8, "attention", 32),
+        {"context.lower", "context.upper"}, {"context.theta", "context.phi", "context.g", "context.out"}),
+    "g_attention_d_ham_v2_bread_bias": (
+        net_cfg(8, "attention", 32), net_cfg(8, "ham", 32, rank=4, version="v2", bread_bias=True),
+        {"context.theta", "context.phi", "context.g", "context.out"},
+        {"context.lower", "context.cheese", "context.upper"}),
+    "g_ham_v2_bread_bias_d_ylg": (
+        net_cfg(8, "ham", 32, rank=8, version="v2", bread_bias=True),
+        NetConfig(channels=8, context="ylg", context_res=32, ylg=YLGConfig(heads=1)),
+        {"context.lower", "context.cheese", "context.upper"},
+        {"context.theta", "context.phi", "context.g", "context.out"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(XAVIER_CASES))
+def test_init_xavier_bounds_every_conv_linear_and_embedding(case):
+    """HamGAN-128's layout (narrow, 10 classes): every conv, linear and embedding weight of G and D, the context
+    blocks' 1x1 convs and D's class embedding included, is Glorot uniform on its own bound; every bias is 0."""
+    g, d, g_context, d_context = XAVIER_CASES[case]
+    torch.manual_seed(0)
+    cfg = small_cfg(128, init="xavier", g=g, d=d)
+    for net, context in ((Generator(cfg), g_context), (Discriminator(cfg), d_context)):
+        layers = {n: m for n, m in net.named_modules()
+                  if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.Embedding))}
+        assert context <= set(layers) and "linear" in layers
+        assert ("embedding" in layers) == isinstance(net, Discriminator)  # D's class embedding
+        for name, m in layers.items():
+            w = m.parametrizations.weight.original  # the learnable weight under hamgan's spectral norm
+            bound = glorot_bound(m)
+            assert bound == (6 / sum(torch.nn.init._calculate_fan_in_and_fan_out(w))) ** 0.5, name
+            peak = w.abs().max().item()
+            assert 0 < peak <= bound * (1 + 1e-6), (name, peak, bound)
+            if w.numel() >= 200:  # P(max |w| <= 0.9 a) = 0.9^n < 1e-9
+                assert peak > 0.9 * bound, (name, peak, bound)
+            bias = getattr(m, "bias", None)
+            assert bias is None or torch.equal(bias, torch.zeros_like(bias)), name
+        if "context.lower" in context:  # the lower bread has a bias exactly with bread_bias (checked 0 above)
+            assert (layers["context.lower"].bias is not None) == ("bread_bias" in case)
+
+
+def test_init_xavier_embedding_bound_uses_classes_plus_dim():
+    torch.manual_seed(0)
+    D = Discriminator(small_cfg(32, "none", channels=16, num_classes=50, init="xavier"))
+    w = D.embedding.parametrizations.weight.original  # D's class embedding: (num_classes, 4 * df) = (50, 64)
+    assert w.shape == (50, 64)
+    bound = (6 / (50 + 64)) ** 0.5
+    assert bound * 0.9 < w.abs().max() <= bound
+    # torch's fans for the table, swapped with respect to TF's [num_classes, dim] VarianceScaling, same sum
+    assert torch.nn.init._calculate_fan_in_and_fan_out(w) == (64, 50)
 
 
 # ------------------------------------------------------------------------------------------------------------------
