@@ -1,5 +1,6 @@
 """hamgan.distributed and the multi-rank trainer on 2 gloo processes: batch splitting, the resumable sharded sampler,
-DDP training, cross-replica BN, all-reduced FID statistics, resume by consensus, a killed rank, the peer monitor."""
+DDP training, cross-replica BN, all-reduced FID statistics, resume by consensus, a killed rank, the peer monitor,
+the process-group timeout, and the consensus over the resolved config."""
 
 from __future__ import annotations
 
@@ -225,9 +226,12 @@ if info.rank == 1:  # a listing that misses the newest checkpoint
     run_folder.latest_checkpoint = ckpt_mod.latest_checkpoint
 t = trainer(6)
 resumed = t.step
+bn_types = {name: type(m).__name__ for name, m in distributed.unwrap(t.G_train).named_modules()
+            if isinstance(m, torch.nn.BatchNorm2d)}
+ema_bn_types = {type(m).__name__ for m in t.ema.model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
 t.fit()
-torch.save({"resumed": resumed, "G": t.G.state_dict(), "D": t.D.state_dict(), "G_ema": t.ema.state_dict()},
-           Path(results) / f"rank{info.rank}.pt")
+torch.save({"resumed": resumed, "G": t.G.state_dict(), "D": t.D.state_dict(), "G_ema": t.ema.state_dict(),
+            "bn_types": bn_types, "ema_bn_types": ema_bn_types}, Path(results) / f"rank{info.rank}.pt")
 if info.rank == 1:  # reading the file gives the older checkpoint's content
     real_load = ckpt_mod.load_checkpoint
     state.load_checkpoint = lambda path, map_location="cpu": real_load(Path(path).with_name("ckpt-000000004.pt"),
@@ -256,6 +260,12 @@ def test_resume_by_consensus_with_a_stale_listing_on_rank_1(tmp_path):
             assert torch.equal(value, r1[net][name]), f"{net}.{name} differs between ranks"
     # the cross-replica BN statistics agree without DDP's buffer broadcast, as all ranks normalise the same batch
     assert any("running_mean" in name for name in r0["G"])
+    # train.sync_bn: every BN of the trained G is cross-replica: those inside the conditional BNs of the blocks,
+    # the Hamburger's upper_bread_bn (context.norm) and the output BN; the EMA copy samples locally (plain BN)
+    for r in (r0, r1):
+        assert {"blocks.0.bn1.bn", "blocks.2.bn2.bn", "context.norm.bn", "bn"} <= r["bn_types"].keys()
+        assert set(r["bn_types"].values()) == {"CrossReplicaBatchNorm2d"}, r["bn_types"]
+        assert r["ema_bn_types"] == {"BatchNorm2d"}
     errors = [(results / f"error{r}.txt").read_text() for r in range(2)]
     assert errors[0] == errors[1]
     assert "the ranks disagree after loading" in errors[0] and "ckpt-000000006.pt" in errors[0]
@@ -354,3 +364,102 @@ def test_torchrun_cli_with_peer_monitor(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "stops:" not in result.stderr and "cannot reach the store" not in result.stderr
     assert (out / "ckpt-000000003.pt").is_file() and not (out / "train.lock").exists()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The process-group timeout and the consensus over the config
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_process_group_timeout_is_train_dist_timeout_min(tmp_path, monkeypatch):
+    """hamgan-train's run() joins the process group with timeout=timedelta(minutes=train.dist_timeout_min); the gloo
+    control group of an NCCL run gets the same timeout."""
+    import datetime
+
+    from hamgan.config import load_config
+    from hamgan.train import cli
+
+    calls: dict[str, dict] = {}
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda **kw: calls.setdefault("init", kw))
+    monkeypatch.setattr(distributed.dist, "new_group", lambda **kw: calls.setdefault("control", kw))
+    monkeypatch.setattr(distributed, "_CONTROL", None)
+
+    class Quiet:  # no peer monitor (it would join a store)
+        def __init__(self, *args) -> None: ...
+        def close(self, error=None) -> None: ...
+
+    class Done:  # no trainer: only the set-up is under test
+        def __init__(self, cfg, run_dir, info, notes) -> None:
+            calls["info"] = {"rank": info.rank, "world_size": info.world_size}
+
+        def fit(self) -> dict:
+            return {}
+
+    monkeypatch.setattr(cli, "PeerMonitor", Quiet)
+    monkeypatch.setattr(cli, "Trainer", Done)
+    for key, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(key, value)
+    cfg = load_config(TINY, ["train.dist_timeout_min=7.5", "train.device=cpu"])
+    assert cli.run(cfg, tmp_path / "run") == {}
+    init = calls["init"]
+    assert init["timeout"] == datetime.timedelta(minutes=7.5)
+    assert (init["backend"], init["rank"], init["world_size"]) == ("gloo", 1, 2)
+    assert calls["info"] == {"rank": 1, "world_size": 2} and "control" not in calls  # gloo: no separate group
+    calls.clear()
+    distributed.setup("cpu", 2.5, "nccl")  # the NCCL path: a gloo group for control messages
+    assert calls["init"]["timeout"] == calls["control"]["timeout"] == datetime.timedelta(minutes=2.5)
+    assert calls["control"]["backend"] == "gloo"
+
+
+def test_config_hash_ignores_only_node_local_keys():
+    from hamgan.config import load_config
+    from hamgan.train.run_folder import NODE_LOCAL_KEYS, config_hash
+
+    base = config_hash(load_config(TINY))
+    assert base == config_hash(load_config(TINY)) and len(base) == 16
+    # where a node finds its files may differ between nodes
+    assert config_hash(load_config(TINY, ["data.root=/mnt/a/imagenet", "data.index_cache=/tmp/x"])) == base
+    assert set(NODE_LOCAL_KEYS) == {"data.root", "data.packed", "data.index_cache", "train.fid.ref_stats"}
+    for override in ["train.lr_g=0.0003", "train.steps=5", "model.z_dim=8", "train.sync_bn=true", "log.name=x"]:
+        assert config_hash(load_config(TINY, [override])) != base, override
+
+
+def test_consensus_error_names_the_ranks_and_config_hashes_that_differ():
+    from hamgan.config import load_config
+    from hamgan.train.run_folder import config_hash, config_settings, consensus_error
+
+    cfg, stale = load_config(TINY), load_config(TINY, ["train.lr_g=0.0003", "train.steps=9"])
+    good = (4, "a" * 32, config_hash(cfg), config_settings(cfg))
+    assert consensus_error([good, good], None) is None
+    bad = (4, "a" * 32, config_hash(stale), config_settings(stale))
+    message = consensus_error([good, good, bad], Path("run/ckpt-000000004.pt"))
+    assert message.startswith("the ranks disagree after loading run/ckpt-000000004.pt: ")
+    assert f"rank 0: step 4, weights {'a' * 12}, config {config_hash(cfg)}" in message
+    assert f"rank 2: step 4, weights {'a' * 12}, config {config_hash(stale)}" in message
+    assert "The config differs from rank 0's (rank 2: train.lr_g, train.steps)" in message
+    assert "config.yaml" in message and "different models" not in message  # same weights: only the config
+    both = consensus_error([good, (2, "b" * 32, *bad[2:])], None)
+    assert "no checkpoint (fresh start)" in both and "rank 1: step 2" in both and "different models" in both
+
+
+def test_check_consensus_raises_on_every_rank_with_the_gathered_views(monkeypatch):
+    """check_consensus gathers (step, weights, config hash, settings) and raises when rank 1's config differs."""
+    from hamgan.checkpoint import CheckpointError
+    from hamgan.config import load_config
+    from hamgan.train import run_folder
+
+    cfg = load_config(TINY)
+    stale = run_folder.config_settings(load_config(TINY, ["train.ema.decay=0.5"]))
+    gathered = []
+
+    def gather(view):
+        gathered.append(view)
+        return [view, (view[0], view[1], "f" * 16, stale)]
+
+    monkeypatch.setattr(distributed, "all_gather_object", gather)
+    with pytest.raises(CheckpointError, match=r"rank 1: step 3, weights c+, config f{16}.*\(rank 1: train.ema.decay\)"):
+        run_folder.check_consensus(3, "c" * 32, None, cfg)
+    assert gathered[0][:3] == (3, "c" * 32, run_folder.config_hash(cfg))
+    monkeypatch.setattr(distributed, "all_gather_object", lambda view: [view, view])
+    run_folder.check_consensus(3, "c" * 32, None, cfg)  # agreement: no error

@@ -81,3 +81,22 @@ def test_amp_choice_is_logged(tmp_path, capsys):
 
     assert main([str(TINY), "--out", str(tmp_path / "r"), "--steps", "1", "train.amp=bf16"]) == 0
     assert "train.amp=bf16: bf16 autocast" in capsys.readouterr().out
+
+
+def test_amp_auto_choice_is_logged(tmp_path, capsys, monkeypatch):
+    """train.amp=auto names what it chose and why: on the CPU full precision; whatever resolve_amp decides for a
+    GPU reaches the run's log line the same way (its sentence, from the trainer's set-up)."""
+    from hamgan.train import loop, main
+
+    assert main([str(TINY), "--out", str(tmp_path / "cpu"), "--steps", "1", "train.amp=auto"]) == 0
+    assert "train.amp=auto: full precision (float32) on the CPU" in capsys.readouterr().out
+    seen = []
+
+    def on_a_v100(amp, device):
+        seen.append(amp)
+        return None, "train.amp=auto: fp16 autocast with loss scaling (Tesla V100 has no native bf16; ...)"
+
+    monkeypatch.setattr(loop, "resolve_amp", on_a_v100)
+    assert main([str(TINY), "--out", str(tmp_path / "gpu"), "--steps", "1", "train.amp=auto"]) == 0
+    assert seen == ["auto"]
+    assert "train.amp=auto: fp16 autocast with loss scaling (Tesla V100" in capsys.readouterr().out

@@ -1,8 +1,10 @@
-"""hamgan.train.run_folder: the run lock (live, stale on this host, other hosts, torchrun restarts) and disk-full
-checkpoint writes. Resume by consensus needs 2 ranks: tests/test_distributed.py."""
+"""hamgan.train.run_folder: the run lock (live, stale on this host, other hosts: old or without heartbeat while
+watched, torchrun restarts) and disk-full checkpoint writes. Resume by consensus needs 2 ranks:
+tests/test_distributed.py."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -10,14 +12,16 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from hamgan.checkpoint import list_checkpoints, load_checkpoint
 from hamgan.config import load_config, save_config
-from hamgan.train import main
+from hamgan.train import main, run_folder
 from hamgan.train.run_folder import LOCK_NAME, STALE_S, LockError, RunLock
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,19 +50,79 @@ def dead_pid() -> int:
     return proc.pid
 
 
-def test_lock_of_a_live_process_on_another_host_is_refused_until_its_heartbeat_is_old(tmp_path):
+@pytest.fixture
+def short_watch(monkeypatch) -> float:
+    """A fresh lock of another host is watched for 1 s (not 2 heartbeats of 15 s), looked at every 0.05 s."""
+    monkeypatch.setattr(run_folder, "TAKEOVER_WAIT_S", 1.0)
+    monkeypatch.setattr(run_folder, "POLL_S", 0.05)
+    return 1.0
+
+
+@contextlib.contextmanager
+def beating(path: Path, every: float = 0.1) -> Iterator[None]:
+    """Touch ``path`` every ``every`` seconds while the block runs: another host's live trainer."""
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(every):
+            os.utime(path)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_fresh_lock_of_another_host_is_refused_while_its_heartbeat_advances(tmp_path, short_watch):
     path = write_lock(tmp_path, host="gpu-node-7", pid=os.getpid())  # a live pid, but another host's
-    with pytest.raises(LockError) as e:
+    start = time.monotonic()
+    with beating(path), pytest.raises(LockError) as e:
         RunLock(tmp_path).acquire()
+    took = time.monotonic() - start
     message = str(e.value)
     assert str(path) in message and "host gpu-node-7" in message and f"pid {os.getpid()}" in message
-    write_lock(tmp_path, age=STALE_S + 5, host="gpu-node-7", pid=os.getpid())
+    assert "last heartbeat 0 s ago" in message
+    assert took < short_watch  # refused at the first heartbeat seen, not at the end of the watch
+    assert json.loads(path.read_text())["host"] == "gpu-node-7"  # untouched
+
+
+def test_fresh_lock_of_another_host_without_heartbeat_is_taken_over_after_the_watch(tmp_path, short_watch):
+    """A scheduler requeues the job onto another node within STALE_S of a crash: the dead node's lock is fresh but
+    its heartbeat never advances."""
+    path = write_lock(tmp_path, host="gpu-node-7", pid=4242)
     lock = RunLock(tmp_path)
+    start = time.monotonic()
     note = lock.acquire()
+    assert time.monotonic() - start >= short_watch
+    assert note == (f"took over the stale lock {path} of host gpu-node-7 pid 4242: its heartbeat from host "
+                    f"gpu-node-7 did not advance in 1 s (heartbeat every {run_folder.HEARTBEAT_S:g} s)")
+    assert json.loads(path.read_text())["host"] == socket.gethostname()
+    lock.release()
+    assert not path.exists()
+
+
+def test_old_lock_of_another_host_is_taken_over_at_once(tmp_path, short_watch):
+    path = write_lock(tmp_path, age=STALE_S + 5, host="gpu-node-7", pid=os.getpid())
+    lock = RunLock(tmp_path)
+    start = time.monotonic()
+    note = lock.acquire()
+    assert time.monotonic() - start < short_watch / 2  # no watch needed
     assert "no heartbeat from host gpu-node-7" in note
     assert json.loads(path.read_text())["host"] == socket.gethostname()
     lock.release()
     assert not path.exists()
+
+
+def test_lock_released_during_the_watch_is_taken_without_a_note(tmp_path, short_watch):
+    path = write_lock(tmp_path, host="gpu-node-7", pid=4242)
+    threading.Timer(0.2, path.unlink).start()  # the other trainer finishes meanwhile
+    lock = RunLock(tmp_path)
+    assert lock.acquire() is None
+    assert json.loads(path.read_text())["host"] == socket.gethostname()
+    lock.release()
 
 
 def test_lock_of_a_dead_or_replaced_process_on_this_host_is_stale(tmp_path):
@@ -77,7 +141,7 @@ def test_lock_of_a_dead_or_replaced_process_on_this_host_is_stale(tmp_path):
         RunLock(tmp_path).acquire()
 
 
-def test_lock_of_an_earlier_attempt_of_the_same_torchrun_job_is_stale(tmp_path, monkeypatch):
+def test_lock_of_an_earlier_attempt_of_the_same_torchrun_job_is_stale(tmp_path, monkeypatch, short_watch):
     """torchrun --max-restarts: the new rank 0 may run on another node, while the lock's heartbeat is fresh."""
     write_lock(tmp_path, host="node-a", pid=123, job="job-42", restart=0)
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-42")
@@ -85,9 +149,9 @@ def test_lock_of_an_earlier_attempt_of_the_same_torchrun_job_is_stale(tmp_path, 
     lock = RunLock(tmp_path)
     assert "restart 0 of this torchrun job" in lock.acquire()
     lock.release()
-    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-43")  # another job: refused
-    write_lock(tmp_path, host="node-a", pid=123, job="job-42", restart=0)
-    with pytest.raises(LockError, match="node-a"):
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-43")  # another job, alive: refused
+    path = write_lock(tmp_path, host="node-a", pid=123, job="job-42", restart=0)
+    with beating(path), pytest.raises(LockError, match="node-a"):
         RunLock(tmp_path).acquire()
 
 

@@ -14,8 +14,12 @@ damaged further in (e.g. a truncated JPEG) only fails when decoded: ``load`` the
 the next readable image instead. ``scripts/pack_imagenet.py`` decodes every image once, so it finds and reports all
 of them before training.
 
-For a multi-process trainer: rank 0 calls ``load_or_build_index(root, split, cache_dir)`` (it builds and writes the
-file), then a barrier, then every rank builds its data set, which reads the file.
+For a multi-process trainer (:func:`hamgan.train.stream.build_training_dataset`): rank 0 calls
+``load_or_build_index(root, split, cache_dir, shared_dir=RUN)``, which writes the file beside the data when it can,
+else in the run folder ``RUN`` (shared by all ranks), and broadcasts the path of the file it wrote; every other rank
+builds its data set from that exact file (``index_cache=<the .json file>``), so no rank re-derives the location
+(a host-local ``~/.cache``, a hash of a mount path that differs between nodes). An index file is valid for any path
+the folder is mounted at: it is checked against the class folders' names and modification times, not the path.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ READ_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBo
 LAYOUT = "ROOT/<split>/<class>/<image> or ROOT/<class>/<image> (torchvision ImageFolder layout)"
 INDEX_FORMAT = "hamgan-imagefolder-index/1"
 INDEX_NAME = ".hamgan-index.json"  # inside the scanned folder, beside the class folders
+SHARED_INDEX_NAME = "imagefolder-index-{folder}.json"  # in a shared folder (the run folder), {folder}: e.g. train
 USER_INDEX_CACHE = Path("~/.cache/hamgan/index").expanduser()  # when the data folder is read-only
 
 
@@ -138,6 +143,12 @@ def index_path(root: str | Path, split: str = "train", cache_dir: str | Path | N
     return Path(cache_dir).expanduser() / f"{folder.name}-{digest}.json"
 
 
+def shared_index_path(root: str | Path, split: str, shared_dir: str | Path) -> Path:
+    """Where the index of ``root``/``split`` is cached in a folder that every rank reads (the run folder):
+    ``shared_dir/imagefolder-index-<folder name>.json``, the same name whatever path the data is mounted at."""
+    return Path(shared_dir).expanduser() / SHARED_INDEX_NAME.format(folder=split_folder(root, split).name)
+
+
 def _fingerprint(folder: Path, classes: list[str]) -> list[int]:
     """Modification times (ns) of the class folders: they change when files are added, removed or renamed."""
     return [os.stat(folder / c).st_mtime_ns for c in classes]
@@ -157,21 +168,26 @@ def _check_headers(paths: list[str], workers: int, chunk: int = 1024) -> list[st
         return [e for errors in pool.map(_header_errors, chunks) for e in errors]
 
 
-def _read_index(path: Path, folder: Path) -> ImageFolderIndex | None:
-    """The index in ``path`` when it exists and still describes ``folder``, else None."""
+def _read_index(path: Path, folder: Path) -> tuple[ImageFolderIndex | None, str]:
+    """``(the index in path, "")`` when it exists and still describes ``folder`` (same class folders, same
+    modification times; the folder's path may differ: another mount point), else ``(None, why not)``."""
     try:
         data = json.loads(path.read_text())
-        if data.get("format") != INDEX_FORMAT or data.get("folder") != str(folder.resolve()):
-            return None
+        if data.get("format") != INDEX_FORMAT:
+            return None, f"it is not a {INDEX_FORMAT} file"
         classes = data["classes"]
         current = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
-        if current != classes or _fingerprint(folder, classes) != data["mtimes"]:
-            return None
+        if current != classes:
+            return None, f"it lists {len(classes)} class folders, '{folder}' has {len(current)} (or other names)"
+        if _fingerprint(folder, classes) != data["mtimes"]:
+            return None, f"class folders of '{folder}' changed since it was written (modification times)"
         samples = [(str(folder / classes[k] / name), k) for k, names in enumerate(data["files"]) for name in names]
         skipped = [(str(folder / p), err) for p, err in data["skipped"]]
-        return ImageFolderIndex(folder, classes, samples, skipped, path)
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
-        return None
+        return ImageFolderIndex(folder, classes, samples, skipped, path), ""
+    except FileNotFoundError:
+        return None, "it does not exist (here)"
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
+        return None, f"it cannot be read ({type(e).__name__}: {e})"
 
 
 def _write_index(index: ImageFolderIndex, paths: list[Path]) -> Path | None:
@@ -203,22 +219,38 @@ def _write_index(index: ImageFolderIndex, paths: list[Path]) -> Path | None:
 
 def load_or_build_index(
     root: str | Path, split: str = "train", cache_dir: str | Path | None = None, workers: int | None = None,
-    rebuild: bool = False,
+    rebuild: bool = False, shared_dir: str | Path | None = None, index_file: str | Path | None = None,
 ) -> ImageFolderIndex:
-    """The index of the ImageFolder ``root``/``split``: read from its file (:func:`index_path`) when that still
-    describes the folder (same class folders, same modification times), else built and written there.
+    """The index of the ImageFolder ``root``/``split``: read from its file when that still describes the folder
+    (same class folders, same modification times), else built and written.
+
+    Where the file is looked for, in this order, and written (the first that can be written):
+
+    1. ``index_file`` when given (e.g. the file rank 0 wrote): only read; when it does not describe the folder here
+       a warning names it and why, and the index is found or built as without it;
+    2. :func:`index_path`: beside the class folders, or in ``cache_dir`` when given;
+    3. :func:`shared_index_path` in ``shared_dir`` (the run folder) when given;
+    4. ``~/.cache/hamgan/index`` when ``cache_dir`` is None. When the file had to go to ``shared_dir``, a copy goes
+       here too, so that later runs on this host (in other run folders) read it.
 
     Building scans the class folders and opens every file's header with ``workers`` processes (None: all CPUs, at
-    most 32). When ``cache_dir`` is None and the data folder is not writable, the file goes to
-    ``~/.cache/hamgan/index``; when no file can be written the index is still returned (``cache`` None). A file
-    rewritten in place is not noticed (delete the index file, or pass ``rebuild=True``).
+    most 32). When no file can be written the index is still returned (``cache`` None). A file rewritten in place
+    is not noticed (delete the index file, or pass ``rebuild=True``).
     """
     folder = split_folder(root, split)
     primary = index_path(root, split, cache_dir)
-    candidates = [primary] if cache_dir is not None else [primary, index_path(root, split, USER_INDEX_CACHE)]
+    shared = None if shared_dir is None else shared_index_path(root, split, shared_dir)
+    user = None if cache_dir is not None else index_path(root, split, USER_INDEX_CACHE)
+    candidates = [p for p in (primary, shared, user) if p is not None]
+    if index_file is not None and not rebuild:
+        index, why = _read_index(Path(index_file), folder)
+        if index is not None:
+            return index
+        warnings.warn(f"the index file '{index_file}' does not describe '{folder}' on this host: {why}; finding or "
+                      f"building the index here instead", stacklevel=2)
     if not rebuild:
         for path in candidates:
-            if path.is_file() and (index := _read_index(path, folder)) is not None:
+            if path.is_file() and (index := _read_index(path, folder)[0]) is not None:
                 return index
     classes, samples = scan_image_folder(folder)
     workers = min(os.cpu_count() or 1, 32) if workers is None else workers
@@ -229,6 +261,8 @@ def load_or_build_index(
         skipped=[(p, err) for (p, _), err in zip(samples, errors) if err is not None],
     )
     index.cache = _write_index(index, candidates)
+    if index.cache is not None and index.cache == shared and user is not None:
+        _write_index(index, [user])  # for later runs of this host in other run folders
     return index
 
 
@@ -246,14 +280,19 @@ class ImageFolderDataset(ImageDataset):
         resolution: R.
         hflip: random horizontal flip in ``__getitem__``.
         resize: ``data.resize`` method (:data:`hamgan.data.transforms.RESIZE_METHODS`).
-        index_cache: folder of the index file (None: beside the class folders, see :func:`load_or_build_index`).
+        index_cache: folder of the index file (None: beside the class folders, see :func:`load_or_build_index`),
+            or an index file itself (a path ending in ``.json``, e.g. the one rank 0 wrote), read when it describes
+            the folder (else a warning, and the index is found or built as with None).
         workers: processes that build the index when it is not cached (None: all CPUs, at most 32).
     """
 
     def __init__(self, root: str | Path, split: str = "train", resolution: int = 128, hflip: bool = False,
                  resize: str = "tf-bilinear", index_cache: str | Path | None = None, workers: int | None = None):
         check_method(resize)
-        index = load_or_build_index(root, split, index_cache, workers)
+        if index_cache is not None and Path(index_cache).suffix == ".json":
+            index = load_or_build_index(root, split, None, workers, index_file=index_cache)
+        else:
+            index = load_or_build_index(root, split, index_cache, workers)
         self.folder = index.folder
         super().__init__(index.classes, resolution, 3, hflip)
         self.resize = resize

@@ -5,9 +5,9 @@ Set-up (:class:`Trainer`), in this order:
 1. rank 0 locks the run folder and chooses the checkpoint; every rank gets its path (``run_folder``);
 2. G and D from the run seed (identical on every rank), cross-replica BN in G with ``train.sync_bn`` on several
    ranks, EMA copy, optimisers, loss scalers;
-3. the data set (rank 0 first) and the data stream (``stream``);
-4. every rank loads the chosen checkpoint into the raw networks, the ranks check that they agree, and only then
-   DDP (and torch.compile) wrap the networks;
+3. the data set (rank 0 first; an ImageFolder index file rank 0 chose) and the data stream (``stream``);
+4. every rank loads the chosen checkpoint into the raw networks, the ranks check that they agree (step, weights,
+   config), and only then DDP (and torch.compile) wrap the networks;
 5. config, logger, the mixed-precision choice, and with ``train.fid.every`` the FID network and reference.
 
 One step is ``train.d_steps`` discriminator updates followed by one generator update; each update runs its forward
@@ -148,7 +148,7 @@ class Trainer:
 
         state.seed_everything(t.seed + 1000 * info.rank)
         self.flip = torch.Generator().manual_seed(t.seed + 1000 * info.rank + 1)
-        self.dataset = build_training_dataset(cfg)
+        self.dataset = build_training_dataset(cfg, info, self.run_dir)
         self.data = DataStream(self.dataset, info, self.micro, t.seed, cfg.data.num_workers, cfg.data.hflip,
                                self.flip)
         self.step = 0
@@ -160,7 +160,7 @@ class Trainer:
         if latest is not None:
             state.load_training_state(self, latest)
         run_folder.check_consensus(self.step, run_folder.state_checksum(self.G, self.D, self.ema and self.ema.model),
-                                   latest)
+                                   latest, cfg)
         # G_train/D_train: what the loss passes call (DDP, compiled); self.G/self.D stay the raw modules.
         self.G_train = distributed.wrap(self.G, info)
         self.D_train = distributed.wrap(self.D, info)
@@ -246,15 +246,20 @@ class Trainer:
     def measure_fid(self) -> float | None:
         """FID of ``train.fid.n_samples`` samples (EMA G when ``train.fid.use_ema``), all ranks together; None when
         it failed (logged). Collective."""
-        G = self.ema.model if self.cfg.train.fid.use_ema and self.ema is not None else self.G
+        G = self.ema.model if self.fid_uses_ema else self.G
         return self.fid.measure(G, self.step, self.fid_bn)
+
+    @property
+    def fid_uses_ema(self) -> bool:
+        return self.cfg.train.fid.use_ema and self.ema is not None
 
     def record_fid(self, fid: float | None) -> None:
         """Log an FID and write ``ckpt-best.pt`` when it is the best so far (collective; same value on all ranks)."""
         if fid is None:
             return
         self.metrics["fid"] = fid
-        self.log.log(self.step, {"fid": fid})
+        made = self.fid.describe(self.fid_bn) if self.fid is not None else {}  # N, protocol, reference, BN mode
+        self.log.log(self.step, {"fid": fid, **made, "fid_model": "ema" if self.fid_uses_ema else "G"})
         best = self.metrics.get("best_fid")
         if best is None or fid < best:
             self.metrics["best_fid"], self.metrics["best_fid_step"] = fid, self.step

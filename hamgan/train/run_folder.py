@@ -3,20 +3,26 @@
 Config: :func:`resolve_config` merges the given config with the run's saved ``config.yaml`` (architecture and data
 set may not change on resume); :func:`check_config` checks the ranges the schema cannot express.
 
-Lock (``RUN/train.lock``, held by rank 0): a second trainer on a live run folder is refused at once, naming the
-lock file, host and pid. The lock records host, pid, process start time and torchrun job; rank 0 touches it every
-:data:`HEARTBEAT_S` seconds. A lock is stale, and taken over, when it was left by
+Lock (``RUN/train.lock``, held by rank 0): a second trainer on a live run folder is refused, naming the lock file,
+host and pid: at once when the holder runs on this host; within :data:`HEARTBEAT_S` (when its heartbeat is seen to
+advance) when it runs on another host. The lock records host, pid, process start time and torchrun job; rank 0
+touches it every :data:`HEARTBEAT_S` seconds. A lock is stale, and taken over (the note is logged), when it was left
+by
 
 - an earlier attempt of the same torchrun job (``--max-restarts``: same TORCHELASTIC_RUN_ID, lower restart count);
 - a process of this host that is gone (its pid is free, or now belongs to a process started at another time);
-- a process of another host (hosts are told apart by hostname) whose heartbeat is older than :data:`STALE_S`.
+- a process of another host (hosts are told apart by hostname) whose heartbeat is older than :data:`STALE_S`, or
+  whose heartbeat does not advance while it is watched for :data:`TAKEOVER_WAIT_S` (a job requeued onto another
+  node right after a crash). Watching compares the lock file's modification times as its file server reports them,
+  so clock differences between hosts do not matter.
 
 Resume by consensus (:func:`open_run_folder`): rank 0 takes the lock, removes the leftovers of interrupted saves
 and chooses the checkpoint (the newest ``ckpt-<step>.pt`` it lists), then broadcasts the path, or its error, to all
 ranks. No other rank lists the folder: its view may be stale (NFS attribute caches) or another file system. Every
-rank loads that file into the raw networks before DDP wraps them, and :func:`check_consensus` compares the step and
-a checksum of every parameter and buffer of G, D and the EMA G over ranks; a disagreement is a
-:class:`CheckpointError` naming each rank's values, never a silent divergence.
+rank loads that file into the raw networks before DDP wraps them, and :func:`check_consensus` compares over ranks
+the step, a checksum of every parameter and buffer of G, D and the EMA G, and a hash of the resolved config
+(:func:`config_hash`; e.g. a node that read a stale ``config.yaml``); a disagreement is a :class:`CheckpointError`
+naming each rank's values, never a silent divergence.
 """
 
 from __future__ import annotations
@@ -40,9 +46,14 @@ from hamgan.config import Config, ConfigError, apply_overrides, from_dict, load_
 from hamgan.distributed import DistInfo
 
 IDENTITY_KEYS = ("model.", "data.name")  # keys that may not change when a run folder is resumed
+# Config keys that may differ between ranks: where a node finds its files (nodes may mount data at different paths;
+# the FID reference file is read by rank 0 only). Every other key must be the same on all ranks (check_consensus).
+NODE_LOCAL_KEYS = ("data.root", "data.packed", "data.index_cache", "train.fid.ref_stats")
 LOCK_NAME = "train.lock"
 HEARTBEAT_S = 15.0  # rank 0 touches its lock this often
 STALE_S = 120.0  # a lock of another host without heartbeat for this long is stale
+TAKEOVER_WAIT_S = 2 * HEARTBEAT_S  # a fresh lock of another host is watched this long for a heartbeat
+POLL_S = 1.0  # how often a watched lock is looked at
 
 
 class LockError(RuntimeError):
@@ -193,7 +204,7 @@ class RunLock:
 
     def acquire(self) -> str | None:
         """Take the lock (raises :class:`LockError` when a live trainer holds it); returns a note when a stale lock
-        was taken over."""
+        was taken over. A fresh lock of another host is watched for up to :data:`TAKEOVER_WAIT_S` seconds first."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         note = None
         for _ in range(5):
@@ -210,29 +221,59 @@ class RunLock:
                 self._thread = threading.Thread(target=self._beat, name="hamgan-lock-heartbeat", daemon=True)
                 self._thread.start()
                 return note
-            try:
-                text = self.path.read_text()
-                age = time.time() - self.path.stat().st_mtime
-            except FileNotFoundError:  # released meanwhile
+            seen = self._look()
+            if seen is None:  # released meanwhile
                 continue
+            text, mtime_ns = seen
+            age = time.time() - mtime_ns / 1e9
             try:
                 holder = json.loads(text)
             except ValueError:
                 holder = {"host": "?", "pid": -1}
             reason = self.stale_reason(holder, age)
+            if reason is None and holder.get("host") != socket.gethostname():
+                reason, changed = self._watch(holder, text, mtime_ns)
+                if changed:  # released or taken by another process meanwhile: look again
+                    continue
+                age = 0.0 if reason is None else age  # a heartbeat was just seen
             if reason is None:
                 raise LockError(
                     f"run folder '{self.path.parent}' is in use: lock {self.path} is held by host "
                     f"{holder.get('host')} pid {holder.get('pid')} (started {holder.get('started', '?')}, last "
                     f"heartbeat {age:.0f} s ago). Stop that trainer or train in another --out folder. A lock of a "
-                    f"dead process is taken over by itself (same host: at once; another host: after {STALE_S:.0f} s "
-                    f"without heartbeat); to force it, delete {self.path}"
+                    f"dead process is taken over by itself (same host: at once; another host: when its heartbeat "
+                    f"stops for {TAKEOVER_WAIT_S:g} s); to force it, delete {self.path}"
                 )
             note = f"took over the stale lock {self.path} of host {holder.get('host')} pid {holder.get('pid')}: " \
                    f"{reason}"
-            if self.path.read_text() == text:  # still the stale holder's lock
+            if self._look() == (text, mtime_ns):  # still the stale holder's lock, untouched
                 self.path.unlink(missing_ok=True)
         raise LockError(f"could not take the lock {self.path}: other processes keep taking it")
+
+    def _look(self) -> tuple[str, int] | None:
+        """``(content, modification time in ns)`` of the lock file, None when there is none. Opening the file
+        revalidates NFS's attribute cache (close-to-open), so the time is the file server's current one."""
+        try:
+            with open(self.path) as f:
+                return f.read(), os.fstat(f.fileno()).st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    def _watch(self, holder: dict[str, Any], text: str, mtime_ns: int) -> tuple[str | None, bool]:
+        """Watch the fresh lock ``text`` of another host for up to TAKEOVER_WAIT_S seconds: ``(None, False)`` when its
+        heartbeat advanced (the holder lives), ``(None, True)`` when the lock was released or replaced, else
+        ``(why it is stale, False)``."""
+        deadline = time.monotonic() + TAKEOVER_WAIT_S
+        while True:
+            time.sleep(max(0.0, min(POLL_S, deadline - time.monotonic())))
+            seen = self._look()
+            if seen is None or seen[0] != text:
+                return None, True
+            if seen[1] != mtime_ns:
+                return None, False
+            if time.monotonic() >= deadline:
+                return (f"its heartbeat from host {holder.get('host')} did not advance in {TAKEOVER_WAIT_S:g} s "
+                        f"(heartbeat every {HEARTBEAT_S:g} s)"), False
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
@@ -300,16 +341,47 @@ def state_checksum(*modules: nn.Module | None) -> str:
     return h.hexdigest()
 
 
-def check_consensus(step: int, checksum: str, source: Path | None) -> None:
-    """Every rank holds the same step and weights after loading (collective); else a :class:`CheckpointError`."""
-    views = distributed.all_gather_object((step, checksum))
-    if len(set(views)) > 1:
-        detail = "; ".join(f"rank {r}: step {s}, weights {c[:12]}" for r, (s, c) in enumerate(views))
-        raise CheckpointError(
-            f"the ranks disagree after loading {source or 'no checkpoint (fresh start)'}: {detail}. They would train "
-            "different models. Check that every node reads the same run folder (a shared, coherent file system) and "
-            "that the checkpoint is not being rewritten, then run again"
-        )
+def config_settings(cfg: Config) -> dict[str, Any]:
+    """The resolved config as flat ``{dotted key: value}``, without :data:`NODE_LOCAL_KEYS`."""
+    return {k: v for k, v in flatten(to_dict(cfg)).items() if k not in NODE_LOCAL_KEYS}
+
+
+def config_hash(cfg: Config) -> str:
+    """SHA-256 (16 hex digits) of the canonical JSON of :func:`config_settings` (sorted keys)."""
+    text = json.dumps(config_settings(cfg), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def consensus_error(views: list[tuple], source: Path | None) -> str | None:
+    """Why the ranks' ``views`` ``[(step, weights checksum, config hash, config settings), ...]`` (rank order)
+    disagree, or None when they agree. Differing config keys are named against rank 0."""
+    if len({v[:3] for v in views}) <= 1:
+        return None
+    detail = "; ".join(f"rank {r}: step {s}, weights {c[:12]}, config {h}" for r, (s, c, h, _) in enumerate(views))
+    message = f"the ranks disagree after loading {source or 'no checkpoint (fresh start)'}: {detail}."
+    first = views[0][3]
+    differing = {r: sorted(k for k in first.keys() | v[3].keys() if first.get(k, "?") != v[3].get(k, "?"))
+                 for r, v in enumerate(views) if v[2] != views[0][2]}
+    if differing:
+        keys = "; ".join(f"rank {r}: {', '.join(ks[:5]) + (' ...' if len(ks) > 5 else '')}"
+                         for r, ks in differing.items())
+        message += (f" The config differs from rank 0's ({keys}): every rank must resolve the same config; check "
+                    "that all nodes read the same CONFIG file, overrides and run folder config.yaml (a stale copy "
+                    "on one node), then run again.")
+    if len({v[:2] for v in views}) > 1:
+        message += (" The ranks would train different models. Check that every node reads the same run folder (a "
+                    "shared, coherent file system) and that the checkpoint is not being rewritten, then run again")
+    return message
+
+
+def check_consensus(step: int, checksum: str, source: Path | None, cfg: Config | None = None) -> None:
+    """Every rank holds the same step, weights and (when given) resolved config after loading (collective); else a
+    :class:`CheckpointError` naming each rank's values on every rank."""
+    settings = {} if cfg is None else config_settings(cfg)
+    digest = "-" if cfg is None else config_hash(cfg)
+    error = consensus_error(distributed.all_gather_object((step, checksum, digest, settings)), source)
+    if error is not None:
+        raise CheckpointError(error)
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -12,26 +12,68 @@ same pixels) and applied on the device, so nothing on the CPU side waits for the
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from hamgan import distributed
-from hamgan.config import Config, ConfigError
+from hamgan.config import Config, ConfigError, DataConfig
 from hamgan.distributed import DistInfo
 
 
-def build_training_dataset(cfg: Config) -> Dataset:
-    """The training data set of ``cfg``, unflipped (flips are the stream's), checked against the model.
+def reads_image_folder(data: DataConfig) -> bool:
+    """True when ``data`` is an ImageFolder tree read from its JPEG files (which needs an index)."""
+    return data.name == "imagenet" and data.packed is None and data.root is not None
+
+
+def shared_index_file(data: DataConfig, info: DistInfo, run_dir: str | Path) -> str | None:
+    """The ImageFolder index file every rank reads: rank 0 reads or builds the index of ``data`` and writes it
+    beside the data, else in ``run_dir`` (shared by all ranks), else in its user cache
+    (:func:`hamgan.data.imagenet.load_or_build_index`), then broadcasts the path of that file; None when rank 0
+    could write it nowhere. Collective; rank 0's errors reach the other ranks (:func:`distributed.main_rank_first`).
+    """
+    from hamgan.data.imagenet import load_or_build_index
+
+    path = None
+    with distributed.main_rank_first("building the ImageFolder index"):
+        if info.is_main:
+            index = load_or_build_index(data.root, data.split, data.index_cache, shared_dir=run_dir)
+            path = None if index.cache is None else str(index.cache)
+    return distributed.broadcast_object(path)
+
+
+def check_same_data(dataset: Dataset) -> None:
+    """Every rank holds a data set of the same size and classes (collective); else a DatasetError naming them."""
+    from hamgan.data.dataset import DatasetError
+
+    views = distributed.all_gather_object((len(dataset), getattr(dataset, "num_classes", None)))
+    if len(set(views)) > 1:
+        detail = "; ".join(f"rank {r}: {n} images, {c} classes" for r, (n, c) in enumerate(views))
+        raise DatasetError(
+            f"the ranks see different data sets ({detail}): they would serve different batches. Point data.root "
+            "(or data.packed) of every node at the same data, then run again"
+        )
+
+
+def build_training_dataset(cfg: Config, info: DistInfo = DistInfo(), run_dir: str | Path | None = None) -> Dataset:
+    """The training data set of ``cfg``, unflipped (flips are the stream's), checked against the model and across
+    ranks (collective).
 
     Built by rank 0 first, then by the other ranks (:func:`hamgan.distributed.main_rank_first`), so that whatever a
-    data set caches on its first build (e.g. an ImageFolder index) is built once and read by the other ranks.
+    data set caches on its first build is built once and read by the other ranks. An ImageFolder index
+    (:func:`shared_index_file`) may go to the run folder ``run_dir``; the other ranks read the exact file rank 0
+    wrote, wherever that is.
     """
     from hamgan.data import build_dataset
 
     no_flip = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, hflip=False))
+    index_cache = cfg.data.index_cache
+    if run_dir is not None and reads_image_folder(cfg.data):
+        index_cache = shared_index_file(cfg.data, info, run_dir) or index_cache
     with distributed.main_rank_first("building the data set"):
-        dataset = build_dataset(no_flip)
+        dataset = build_dataset(no_flip, index_cache=index_cache)
+    check_same_data(dataset)
     m = cfg.model
     if dataset.num_classes != m.num_classes:
         raise ConfigError(

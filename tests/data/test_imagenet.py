@@ -1,7 +1,14 @@
-"""ImageFolder data sets: layout, labels, centre crop, unreadable files, layout errors."""
+"""ImageFolder data sets: layout, labels, centre crop, unreadable files, layout errors, the index file (beside the
+data, in the run folder, read by every rank of a multi-node run)."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -231,3 +238,154 @@ def test_headers_are_checked_in_parallel_processes(folder: Path):
     serial = _check_headers(paths, workers=0)
     assert _check_headers(paths, workers=2, chunk=4) == serial
     assert sum(e is not None for e in serial) == 1
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The index for a multi-node run (issue 11): the run folder as a shared cache; every rank reads rank 0's file
+# ------------------------------------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_read_only(folder: Path, monkeypatch) -> None:
+    """chmod a-w ``folder``, and (as root ignores permissions) refuse writes into it by hand."""
+    import hamgan.data.imagenet as imagenet
+
+    folder.chmod(0o555)
+    replace = imagenet.os.replace
+
+    def refuse(src, dst):
+        if Path(dst).parent == folder:
+            raise PermissionError(f"read-only: {dst}")
+        return replace(src, dst)
+
+    monkeypatch.setattr(imagenet.os, "replace", refuse)
+
+
+@pytest.fixture
+def count_builds(monkeypatch) -> list[str]:
+    """The folders whose index is built (scanned and every header opened) during the test."""
+    import hamgan.data.imagenet as imagenet
+
+    builds: list[str] = []
+    scan = imagenet.scan_image_folder
+    monkeypatch.setattr(imagenet, "scan_image_folder", lambda folder: builds.append(str(folder)) or scan(folder))
+    return builds
+
+
+def test_a_later_run_reads_the_index_beside_the_data_not_its_run_folder(folder, tmp_path, monkeypatch, count_builds):
+    import hamgan.data.imagenet as imagenet
+    from hamgan.data.imagenet import load_or_build_index
+
+    monkeypatch.setattr(imagenet, "USER_INDEX_CACHE", tmp_path / "user-cache")
+    first = load_or_build_index(folder.parent, "train", shared_dir=tmp_path / "run1", workers=0)
+    assert first.cache == folder / ".hamgan-index.json" and not (tmp_path / "run1").exists()
+    later = load_or_build_index(folder.parent, "train", shared_dir=tmp_path / "run2", workers=0)
+    assert later.cache == first.cache and later.samples == first.samples
+    assert count_builds == [str(folder)] and not (tmp_path / "run2").exists()
+
+
+def test_read_only_data_puts_the_index_in_the_run_folder_and_the_user_cache(folder, tmp_path, monkeypatch,
+                                                                             count_builds):
+    """The run folder is shared by all ranks; the user-cache copy serves later runs of this host in other run
+    folders."""
+    import hamgan.data.imagenet as imagenet
+    from hamgan.data.imagenet import load_or_build_index, shared_index_path
+
+    monkeypatch.setattr(imagenet, "USER_INDEX_CACHE", tmp_path / "user-cache")
+    make_read_only(folder, monkeypatch)
+    try:
+        index = load_or_build_index(folder.parent, "train", shared_dir=tmp_path / "run1", workers=0)
+        assert index.cache == shared_index_path(folder.parent, "train", tmp_path / "run1")
+        assert index.cache == tmp_path / "run1" / "imagefolder-index-train.json" and index.cache.is_file()
+        assert not (folder / ".hamgan-index.json").exists()
+        assert len(list((tmp_path / "user-cache").glob("*.json"))) == 1
+        resumed = load_or_build_index(folder.parent, "train", shared_dir=tmp_path / "run1", workers=0)
+        other_run = load_or_build_index(folder.parent, "train", shared_dir=tmp_path / "run2", workers=0)
+        assert resumed.cache == index.cache and other_run.cache.parent == tmp_path / "user-cache"
+        assert resumed.samples == other_run.samples == index.samples
+        assert count_builds == [str(folder)]  # built once
+    finally:
+        folder.chmod(0o755)
+
+
+def test_an_index_file_is_valid_wherever_the_data_is_mounted(folder, tmp_path, count_builds):
+    """Another node mounts the data at another path (here: a copy with the same modification times): the index
+    file rank 0 wrote describes it; a file of other data is refused with a warning naming it, and built here."""
+    first = ImageFolderDataset(folder, resolution=32)
+    mounted = tmp_path / "elsewhere" / "train"
+    shutil.copytree(folder, mounted)  # copies the modification times too
+    (mounted / ".hamgan-index.json").unlink()
+    other = ImageFolderDataset(mounted, resolution=32, index_cache=str(first.index_file))
+    assert other.index_file == first.index_file and count_builds == [str(folder)]
+    assert [(Path(p).relative_to(mounted), y) for p, y in other.samples] == \
+        [(Path(p).relative_to(folder), y) for p, y in first.samples]
+    Image.new("RGB", (40, 40)).save(mounted / CLASSES[0] / "extra.JPEG")  # now other data
+    expected = f"the index file '{first.index_file}' does not describe '{mounted}' on this host: class folders"
+    with pytest.warns(UserWarning, match=re.escape(expected) + ".* changed since it was written"):
+        rebuilt = ImageFolderDataset(mounted, resolution=32, index_cache=str(first.index_file))
+    assert len(rebuilt) == 13 and rebuilt.index_file == mounted / ".hamgan-index.json"
+    assert count_builds == [str(folder), str(mounted)]
+
+
+# Two ranks build the training data set of a read-only ImageFolder that rank 1 sees at another path, each rank with
+# its own (host-local) user cache: rank 0 builds the index into the run folder, rank 1 reads that file.
+INDEX_WORKER = """
+import json, os, sys
+from pathlib import Path
+import hamgan.data.imagenet as imagenet
+from hamgan import distributed
+from hamgan.config import load_config
+from hamgan.train.stream import build_training_dataset
+
+roots, run_dir, results = sys.argv[1].split(","), Path(sys.argv[2]), Path(sys.argv[3])
+info = distributed.setup("cpu")
+r = info.rank
+imagenet.USER_INDEX_CACHE = results / f"home{r}"  # each host its own ~/.cache
+builds = []
+scan, replace = imagenet.scan_image_folder, imagenet.os.replace
+imagenet.scan_image_folder = lambda folder: builds.append(str(folder)) or scan(folder)
+def read_only(src, dst):  # as root, permissions do not stop writes
+    if Path(dst).parent.name == "train" and Path(dst).parent.parent.name in ("data", "mounted"):
+        raise PermissionError(f"read-only: {dst}")
+    return replace(src, dst)
+imagenet.os.replace = read_only
+cfg = load_config(None, [f"data.root={roots[r]}", "data.name=imagenet", "model.num_classes=3", "model.resolution=32",
+                         "data.resize=pil-bicubic"])
+ds = build_training_dataset(cfg, info, run_dir)
+(results / f"rank{r}.json").write_text(json.dumps({"builds": builds, "index_file": str(ds.index_file),
+                                                   "samples": ds.samples}))
+distributed.cleanup()
+"""
+
+
+@pytest.mark.slow
+def test_two_ranks_on_other_hosts_read_the_index_rank_0_wrote_to_the_run_folder(tmp_path):
+    data = write_folder(tmp_path / "data" / "train").parent
+    mounted = tmp_path / "mounted"
+    shutil.copytree(data, mounted)  # rank 1's node mounts the data at another path
+    for folder in (data / "train", mounted / "train"):
+        folder.chmod(0o555)
+    results, run_dir = tmp_path / "results", tmp_path / "run"
+    results.mkdir()
+    worker = tmp_path / "worker.py"
+    worker.write_text(INDEX_WORKER)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(worker),
+           f"{data},{mounted}", str(run_dir), str(results)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    try:
+        result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180, env=env)
+    finally:
+        for folder in (data / "train", mounted / "train"):
+            folder.chmod(0o755)
+    assert result.returncode == 0, result.stderr[-3000:]
+    r0, r1 = (json.loads((results / f"rank{r}.json").read_text()) for r in range(2))
+    shared = run_dir / "imagefolder-index-train.json"
+    assert r0["builds"] == [str(data / "train")] and r1["builds"] == []  # built once, by rank 0
+    assert r0["index_file"] == r1["index_file"] == str(shared)
+    assert not (results / "home1").exists()  # rank 1 wrote nothing to its host's cache
+    assert len(list((results / "home0").glob("*.json"))) == 1  # rank 0's copy for later runs of its host
+    assert [(Path(p).relative_to(mounted), y) for p, y in r1["samples"]] == \
+        [(Path(p).relative_to(data), y) for p, y in r0["samples"]]
+    assert not (data / "train" / ".hamgan-index.json").exists()
+    assert "does not describe" not in result.stderr
