@@ -4,6 +4,12 @@
     python scripts/bench_train.py --device cuda --json bench.json
     python scripts/bench_train.py --device cuda --resolutions 128 --amp bf16 --channels-last --compile
     python scripts/bench_train.py --macs                # MACs of one training step at 128, GPU-hours estimate
+    git worktree add /tmp/before d46b03c && python scripts/bench_train.py --against /tmp/before --resolutions 32
+
+``--against TREE``: before / after. The same measurement from TREE (another checkout of this repository, its own
+``scripts/bench_train.py`` and ``hamgan``) and from this one, back to back with the order alternating, ``--pairs``
+times per context; prints the median images/s of each with its range, the per-pair ratio after / before, and the
+geometric mean of all ratios. Load from other processes then hits both sides of a pair alike.
 
 Each measurement runs ``hamgan.train.Trainer.train_step`` (the real loop: D update on real + generated images, G
 update, EMA) on synthetic data in a fresh subprocess, so that the peak memory of one model is not mixed with
@@ -161,14 +167,61 @@ def print_macs(args: argparse.Namespace) -> None:
         print(f"{context:<10} {per_image / 1e9:>11.1f} " + " ".join(cells))
 
 
-def run_worker(args: argparse.Namespace, resolution: int, context: str, batch: int, steps: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", f"{resolution},{context},{batch},{steps}", "--device", args.device,
+def run_worker(args: argparse.Namespace, resolution: int, context: str, batch: int, steps: int,
+               tree: Path = ROOT) -> dict:
+    """One measurement in a subprocess, with the ``hamgan`` and ``scripts/bench_train.py`` of ``tree``."""
+    cmd = [sys.executable, str(tree / "scripts" / "bench_train.py"),
+           "--worker", f"{resolution},{context},{batch},{steps}", "--device", args.device,
            "--warmup", str(args.warmup), "--threads", str(args.threads), *variant_args(args)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": str(tree) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     result = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise SystemExit(f"benchmark of {context} at {resolution} failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def compare_trees(args: argparse.Namespace, against: Path, pairs: list[tuple[int, str]], batch: dict[int, int],
+                  steps: dict[int, int]) -> None:
+    """Before (``against``) / after (this tree), see the module doc."""
+    if not (against / "scripts" / "bench_train.py").is_file() or not (against / "hamgan").is_dir():
+        raise SystemExit(f"--against {against}: not a checkout of this repository (no scripts/bench_train.py and "
+                         "hamgan/); make one with: git worktree add /tmp/before <commit>")
+    if variant_args(args):
+        raise SystemExit("--against measures the config defaults: leave out --amp, --channels-last and --compile")
+    for tree in (ROOT, against):  # each side must import its own hamgan (not an installed one)
+        where = subprocess.run([sys.executable, "-c", "import hamgan; print(hamgan.__file__)"], capture_output=True,
+                               text=True, env={**os.environ, "PYTHONPATH": str(tree)}, cwd=tempfile.gettempdir())
+        if where.returncode != 0 or not Path(where.stdout.strip()).resolve().is_relative_to(tree.resolve()):
+            raise SystemExit(f"with PYTHONPATH={tree} python imports hamgan from {where.stdout.strip() or '?'} "
+                             f"{where.stderr[-300:]}: the comparison would not measure {tree}")
+    speeds: dict[tuple[int, str], list[tuple[float, float]]] = {pair: [] for pair in pairs}
+    for k in range(args.pairs):
+        for i, (resolution, context) in enumerate(pairs):
+            order = [("after", ROOT), ("before", against)]
+            if (k + i) % 2:
+                order.reverse()
+            r = {label: run_worker(args, resolution, context, batch[resolution], steps[resolution],
+                                   tree)["images_per_s"] for label, tree in order}
+            speeds[(resolution, context)].append((r["before"], r["after"]))
+            print(f"[pair {k + 1}/{args.pairs}] {context:>9} @ {resolution}: before {r['before']:.1f}, after "
+                  f"{r['after']:.1f} images/s ({order[0][0]} first)", file=sys.stderr, flush=True)
+
+    def spread(values: list[float], digits: int) -> str:
+        return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+    print(f"before: {against}; after: {ROOT}; {args.pairs} pairs per context, order alternating\n")
+    print("| res | context | before images/s: median (min-max) | after: median (min-max) | "
+          "after / before per pair: median (min-max) |")
+    print("| ---: | --- | ---: | ---: | ---: |")
+    ratios = []
+    for (resolution, context), runs in speeds.items():
+        pair_ratios = [after / before for before, after in runs]
+        ratios += pair_ratios
+        print(f"| {resolution} | {context} | {spread([b for b, _ in runs], 1)} | {spread([a for _, a in runs], 1)} | "
+              f"{spread(pair_ratios, 2)} |")
+    geo = statistics.geometric_mean(ratios)
+    print(f"\ngeometric mean of the {len(ratios)} paired ratios after / before: {geo:.3f} "
+          f"({'no slower' if geo >= 0.97 else 'SLOWER'} at a 3% tolerance)")
 
 
 def summarise(results: list[dict]) -> list[dict]:
@@ -231,6 +284,9 @@ def main() -> None:
     p.add_argument("--macs", action="store_true", help="count the MACs of one step at 128, print GPU-hours")
     p.add_argument("--macs-batch", type=int, default=2, help="batch of the counted step (MACs scale with it)")
     p.add_argument("--utilisation", type=float, default=0.3, help="share of the bf16 peak for --macs (0.3)")
+    p.add_argument("--against", type=Path, default=None, metavar="TREE",
+                   help="before / after: measure TREE (another checkout) and this tree in alternating pairs")
+    p.add_argument("--pairs", type=int, default=10, help="--against: pairs per context (10)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
 
@@ -247,6 +303,9 @@ def main() -> None:
     batch = {32: args.batch_32, 128: args.batch_128 or (64 if gpu else 4)}
     steps = {32: args.steps_32 or (50 if gpu else 10), 128: args.steps_128 or (20 if gpu else 2)}
     pairs = [(int(r), c) for r in args.resolutions.split(",") for c in args.contexts.split(",")]
+    if args.against is not None:
+        compare_trees(args, args.against, pairs, batch, steps)
+        return
     results = []
     for repeat in range(args.repeats):
         for resolution, context in pairs:
