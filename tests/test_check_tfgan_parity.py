@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -44,3 +45,17 @@ def test_differences_are_absolute_and_relative_to_the_reference():
         parity.differences(np.zeros(2), np.zeros(3))
     with pytest.raises(KeyError, match="no hamgan value"):
         parity.tf_value("generator/nothing/kernel", {})
+
+
+def test_readme_records_a_passing_parity_run():
+    """Issue 10 item 5: README holds the script's output: whole G and D and every op the issue names, all agreeing."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Parity with TF-GAN (`make parity`)"):]
+    section = section[:section.index("\n## ")]
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in section.splitlines()
+            if line.startswith("| ") and "---" not in line and not line.startswith("| check")}
+    for check in ("G images", "G eval images", "D logits", "SN conv 3x3", "SN linear", "conditional BN",
+                  "attention block", "G block", "D block", "YLG attention block"):
+        assert check in rows and rows[check].endswith("| yes |"), check
+    assert all(line.endswith("| yes |") for line in rows.values())
+    assert re.search(r"Output of \d{4}-\d{2}-\d{2}", section)
