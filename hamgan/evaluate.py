@@ -38,7 +38,7 @@ from hamgan.metrics.features import (
     load_reference,
     save_features,
 )
-from hamgan.metrics.fid import StatsError, frechet_distance, save_stats, warn_if_biased
+from hamgan.metrics.fid import DISTANCE_METHODS, StatsError, frechet_distance, save_stats, warn_if_biased
 from hamgan.metrics.inception import InceptionFeatures
 from hamgan.metrics.protocol import DEFAULT_PROTOCOL, PROTOCOLS, Protocol, get_protocol
 from hamgan.metrics.summary import METRICS, summarize
@@ -194,13 +194,15 @@ def cmd_fid(args: argparse.Namespace) -> None:
     inception = None if all(s.kind == "npz" for s in sources) else load_inception(args)
     results = [compute(s, args, inception) for s in sources]
     a, b = (r.ref for r in results)
-    fid = frechet_distance(a.mu, a.sigma, b.mu, b.sigma)
+    fid = frechet_distance(a.mu, a.sigma, b.mu, b.sigma, method=args.distance)
     if args.json:
-        print(json.dumps({"fid": fid, "protocol": args.protocol, "a": results[0].describe(),
-                          "b": results[1].describe()}))
+        print(json.dumps({"fid": fid, "protocol": args.protocol, "distance": args.distance,
+                          "a": results[0].describe(), "b": results[1].describe()}))
     else:
         modes = [f"{s}: BN {r.bn.describe()}" for s, r in zip(sources, results) if r.bn is not None]
-        print(f"FID: {fid}  (protocol {args.protocol}; n {a.n} vs {b.n}{'; ' if modes else ''}{'; '.join(modes)})")
+        distance = "" if args.distance == "eig" else f"; distance {args.distance}"
+        print(f"FID: {fid}  (protocol {args.protocol}{distance}; n {a.n} vs {b.n}{'; ' if modes else ''}"
+              f"{'; '.join(modes)})")
 
 
 def context_name(model_cfg) -> str:
@@ -250,12 +252,12 @@ def cmd_compare(args: argparse.Namespace) -> None:
     for ckpt in args.checkpoints:
         result = compute(parse_source(ckpt), args, inception, keep_logits=True, keep_features=True)
         metrics_row = summarize(result.ext, ref, metrics, args.splits, is_bias, args.per_class, args.kid_subsets,
-                                args.kid_subset_size, seed=args.seed)
+                                args.kid_subset_size, seed=args.seed, distance=args.distance)
         row = {"checkpoint": str(ckpt), "step": result.step, "context": context_name(result.cfg.model),
                "params_g": count_params(result.G), "params_d": count_params(Discriminator(result.cfg.model)),
                **metrics_row, "is_meaningful": not inception.head_is_zero, "n": result.ref.n, "ema": args.ema,
                **result.bn.as_dict(), "truncation": args.truncation, "seed": args.seed, "protocol": args.protocol,
-               "ref": ref.source, "ref_n": ref.n}
+               "distance": args.distance, "ref": ref.source, "ref_n": ref.n}
         rows.append(row)
         is_text = f"{row['is_mean']:.2f} ± {row['is_std']:.2f}" if "is_mean" in row else "-"
         kid = (f"{row['kid_mean'] * 1e3:.2f} ± {row['kid_std'] * 1e3:.2f}" if "kid_mean" in row else "-")
@@ -281,6 +283,13 @@ def cmd_compare(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------------------------------------------------
 # Command line
 # --------------------------------------------------------------------------------------------------------------------
+
+
+def add_distance_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--distance", choices=DISTANCE_METHODS, default="eig",
+                        help="Fréchet distance: eig (default; float64 eigenvalues, exact also below 2048 samples) or "
+                             "sqrtm (pytorch-fid's own scipy.linalg.sqrtm algorithm, to reproduce its numbers to the "
+                             "last digit)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -320,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("a", help="image folder, .npz statistics, checkpoint or data set config")
     f.add_argument("b", help="image folder, .npz statistics, checkpoint or data set config")
     f.add_argument("--json", action="store_true", help='print a JSON object {"fid": ..., "protocol": ...}')
+    add_distance_argument(f)
     f.set_defaults(func=cmd_fid)
 
     c = sub.add_parser("compare", parents=[common],
@@ -339,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--kid-subsets", type=int, default=100)
     c.add_argument("--kid-subset-size", type=int, default=1000)
     c.add_argument("--json-out", default=None, metavar="FILE", help="also write the rows as JSON")
+    add_distance_argument(c)
     c.set_defaults(func=cmd_compare, n=None)
     return p
 

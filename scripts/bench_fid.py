@@ -10,7 +10,8 @@ processes hits both alike. Model loading is timed separately, and one untimed wa
 network first; neither counts in images/s. Prints images/s of both, the ratio, the largest absolute difference of
 the pool3 features, and both FIDs. Then the Fréchet distance itself on the same statistics: ours
 (:func:`hamgan.metrics.fid.frechet_distance`, eigenvalues, no sqrtm) beside pytorch-fid's algorithm (``scipy.linalg.
-sqrtm`` of sigma1 sigma2, called as every SciPy from 1.10 to 1.18 accepts it), with the time of each.
+sqrtm`` of sigma1 sigma2, called as every SciPy from 1.10 to 1.18 accepts it: ``method="sqrtm"``, ``hamgan-eval
+--distance sqrtm``), with the time of each.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import scipy
-import scipy.linalg
 import torch
 import torchvision.transforms as TF
 from pytorch_fid import fid_score
@@ -49,19 +49,6 @@ class Recording(torch.nn.Module):
         features, logits = self.inception(images)
         self.features.append(features.cpu())
         return features, logits
-
-
-def sqrtm_frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
-    """pytorch-fid 0.3.0's calculate_frechet_distance, with ``sqrtm(A)`` called without the ``disp`` argument that
-    SciPy 1.18 removed (the result is the same matrix in SciPy 1.10 to 1.18)."""
-    diff = mu1 - mu2
-    covmean = scipy.linalg.sqrtm(sigma1.dot(sigma2))
-    if not np.isfinite(covmean).all():
-        offset = np.eye(sigma1.shape[0]) * eps
-        covmean = scipy.linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        covmean = covmean.real
-    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
 def write_fmnist_folders(n: int, root: Path) -> tuple[Path, Path]:
@@ -175,7 +162,7 @@ def main() -> None:
     fid_eig = frechet_distance(*stats_theirs[0], *stats_theirs[1])
     time_eig = time.perf_counter() - t
     t = time.perf_counter()
-    fid_sqrtm = sqrtm_frechet_distance(*stats_theirs[0], *stats_theirs[1])
+    fid_sqrtm = frechet_distance(*stats_theirs[0], *stats_theirs[1], method="sqrtm")
     time_sqrtm = time.perf_counter() - t
     print(f"\nFréchet distance of pytorch-fid's statistics (2048-d, {n_total // len(folders)} images per side), "
           f"SciPy {scipy.__version__}:\n")

@@ -95,7 +95,7 @@ def test_stats_fid_and_compare_on_checkpoints(tmp_path, capsys, fid_weights, tin
                          "--bn-batches", "2", "--bn-batch-size", "4"]) == 0
         out = json.loads(capsys.readouterr().out)
         assert out["a"]["bn"] == bn and out["a"]["n"] == 6 and out["a"]["step"] == 7 and out["b"]["n"] == 8
-        assert out["protocol"] == "pytorch-fid" and out["b"]["source"] == str(ref)
+        assert out["protocol"] == "pytorch-fid" and out["b"]["source"] == str(ref) and out["distance"] == "eig"
         fids[bn] = out["fid"]
     assert len(set(fids.values())) == 3 and all(v > 0 for v in fids.values())  # the modes sample differently
     with pytest.warns(UserWarning, match="biased"):
@@ -133,6 +133,7 @@ def test_stats_fid_and_compare_on_checkpoints(tmp_path, capsys, fid_weights, tin
     assert rows[0]["params_g"] == sum(p.numel() for p in Generator(from_dict({"model": tiny_model}).model).parameters())
     for r in rows:
         assert r["fid"] > 0 and r["is_splits"] == 2 and r["n"] == 6 and r["protocol"] == "pytorch-fid"
+        assert r["distance"] == "eig"
         assert 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1 and 0 <= r["coverage"] <= 1 and r["density"] >= 0
         assert r["kid_subset_size"] == 6 and r["ref"] == str(ref) and r["ref_n"] == 8 and r["intra_fid"] > 0
     if not rows[0]["is_meaningful"]:  # the local weights file has a zero 1008-class head

@@ -11,6 +11,10 @@ to 1e-12 on full-rank covariances; on rank-deficient ones (fewer samples than 20
 not (``sqrtm`` turns the zero eigenvalues into ~1e-7 noise whose square roots add up to ~1e-4 of FID; see
 tests/metrics/test_fid.py, which checks against the exact value computed from the features).
 
+``frechet_distance(..., method="sqrtm")`` (``hamgan-eval --distance sqrtm``) is pytorch-fid's own algorithm instead,
+``scipy.linalg.sqrtm`` of sigma1 sigma2 called as each SciPy from 1.10 to 1.18 accepts it: for parity with numbers
+made by pytorch-fid to the last digit (it carries ``sqrtm``'s round-off on rank-deficient covariances, ~1e-6 of FID).
+
 Image sources and the Inception pass live in :mod:`hamgan.metrics.features`.
 """
 
@@ -129,11 +133,44 @@ def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     return float(np.sqrt(w).sum())
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+DISTANCE_METHODS = ("eig", "sqrtm")  # our exact float64 eigenvalue form (default); pytorch-fid's sqrtm algorithm
+
+
+def sqrtm_trace_product(sigma1: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6) -> float:
+    """Tr sqrt(sigma1 sigma2) exactly as pytorch-fid 0.3.0's ``calculate_frechet_distance`` computes it:
+    ``scipy.linalg.sqrtm`` of the product (``disp=False`` where SciPy still has it, as pytorch-fid calls it; plain
+    ``sqrtm(A)`` from SciPy 1.18 on, the same matrix), retried with ``eps`` on the diagonals when not finite, and the
+    real part (an imaginary diagonal above 1e-3 is an error, as there)."""
+    import inspect
+
+    import scipy.linalg
+
+    def sqrtm(a: np.ndarray) -> np.ndarray:
+        if "disp" in inspect.signature(scipy.linalg.sqrtm).parameters:  # SciPy < 1.18
+            return scipy.linalg.sqrtm(a, disp=False)[0]
+        return scipy.linalg.sqrtm(a)
+
+    covmean = sqrtm(sigma1.dot(sigma2))
+    if not np.isfinite(covmean).all():
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise StatsError(f"sqrtm of sigma1 sigma2 has an imaginary component of {np.abs(covmean.imag).max():.3g} "
+                             "(pytorch-fid fails here too); use method 'eig'")
+        covmean = covmean.real
+    return float(np.trace(covmean))
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+                     method: str = "eig") -> float:
     """||mu1 - mu2||^2 + Tr(sigma1) + Tr(sigma2) - 2 Tr sqrt(sigma1 sigma2), all in float64.
 
-    The same quantity as pytorch-fid's ``calculate_frechet_distance`` (see the module doc for the agreement).
+    ``method`` "eig" (default): our eigenvalue form, exact also on rank-deficient covariances; "sqrtm":
+    pytorch-fid's algorithm (:func:`sqrtm_trace_product`). See the module doc for how they agree.
     """
+    if method not in DISTANCE_METHODS:
+        raise ValueError(f"unknown Fréchet distance method '{method}'; choose from {', '.join(DISTANCE_METHODS)}")
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
@@ -143,7 +180,8 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
         if not np.isfinite(a).all():
             raise StatsError(f"{name} holds NaN or inf values: the features (or the statistics file) are broken")
     diff = mu1 - mu2
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt_product(sigma1, sigma2))
+    trace_sqrt = trace_sqrt_product(sigma1, sigma2) if method == "eig" else sqrtm_trace_product(sigma1, sigma2)
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt)
 
 
 def warn_if_biased(n: int, dim: int = FEATURE_DIM) -> None:

@@ -64,12 +64,13 @@ def per_class_fid(gen: Extraction, ref: Reference) -> dict[int, float]:
 def summarize(
     gen: Extraction, ref: Reference, metrics: tuple[str, ...] | None = None, is_splits: int = 10,
     is_bias: torch.Tensor | None = None, per_class: bool = False, kid_subsets: int = 100,
-    kid_subset_size: int = 1000, k_pr: int = 3, k_dc: int = 5, seed: int = 0,
+    kid_subset_size: int = 1000, k_pr: int = 3, k_dc: int = 5, seed: int = 0, distance: str = "eig",
 ) -> dict:
     """The metrics of ``gen`` against ``ref`` as a flat dict (see the module doc).
 
     ``metrics`` None: all that the inputs allow; else exactly those of :data:`METRICS` (an error when one cannot be
-    computed).
+    computed). ``distance``: the FID's Fréchet distance method (:data:`hamgan.metrics.fid.DISTANCE_METHODS`; the
+    intra-class FIDs always use "eig").
     """
     explicit = metrics is not None
     metrics = METRICS if metrics is None else metrics
@@ -79,7 +80,7 @@ def summarize(
     out: dict = {}
     skipped = []
     if "fid" in metrics:
-        out["fid"] = frechet_distance(gen.stats.mean(), gen.stats.cov(), ref.mu, ref.sigma)
+        out["fid"] = frechet_distance(gen.stats.mean(), gen.stats.cov(), ref.mu, ref.sigma, method=distance)
     needs_features = [m for m in ("kid", "pr", "dc") if m in metrics]
     if needs_features and ref.features is None and not explicit:
         skipped.append(f"KID, precision/recall, density/coverage: '{ref.source}' holds only mu/sigma")

@@ -137,6 +137,22 @@ def test_frechet_distance_2048_full_and_rank_deficient(n_a, n_b):
     assert theirs is None or ours == pytest.approx(theirs, rel=1e-6)
 
 
+@pytest.mark.parametrize(("n_a", "n_b"), [(200, 150), (40, 30)])
+def test_sqrtm_method_is_pytorch_fids_algorithm(n_a, n_b):
+    """method="sqrtm" reproduces pytorch-fid's value to the last digit where its own code still runs (SciPy < 1.18),
+    also on rank-deficient covariances where it is ~1e-6 off the exact value; on every SciPy it is that close."""
+    rng = np.random.default_rng(n_a)
+    a, b = relu_features(rng, n_a, 64), relu_features(rng, n_b, 64, scale=1.1)
+    stats = (a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    ours = frechet_distance(*stats, method="sqrtm")
+    theirs = pytorch_fid_distance(*stats)
+    assert theirs is None or ours == theirs
+    assert ours == pytest.approx(exact_fid_of_features(a, b), rel=1e-5)
+    assert ours == pytest.approx(frechet_distance(*stats), rel=1e-5)
+    with pytest.raises(ValueError, match="unknown Fréchet distance method 'svd'; choose from eig, sqrtm"):
+        frechet_distance(*stats, method="svd")
+
+
 def test_frechet_distance_of_singular_low_dim_covariances_is_exact():
     rng = np.random.default_rng(4)
     a, b = relu_features(rng, 5, 16), relu_features(rng, 9, 16)  # ranks 4 and 8 in 16 dimensions
@@ -225,6 +241,14 @@ def test_folder_fid_equals_pytorch_fid_command(fmnist_folders, pfid_model, capsy
     assert theirs_fid is None or ours_fid == pytest.approx(theirs_fid, abs=1e-3)
     assert ours_fid > 1.0  # train vs test images are not identical
     assert out["protocol"] == "pytorch-fid" and out["a"]["n"] == out["b"]["n"] == N_PER_FOLDER
+    # --distance sqrtm: pytorch-fid's algorithm (on pytorch-fid's statistics its value to the last digit, where its
+    # own code runs); from our features (float32, 2e-5 apart) the command's value to 1e-6 relative
+    assert theirs_fid is None or frechet_distance(*theirs, method="sqrtm") == theirs_fid
+    with pytest.warns(UserWarning, match="biased"):
+        assert eval_main(["fid", str(a), str(b), "--json", "--num-workers", "1", "--distance", "sqrtm"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["distance"] == "sqrtm" and out["fid"] == pytest.approx(exact, rel=1e-5)
+    assert theirs_fid is None or out["fid"] == pytest.approx(theirs_fid, rel=1e-6)
     # real (rank-deficient: 16 images) feature statistics: exact, and pytorch-fid's sqrtm to 1e-6 relative
     assert frechet_distance(*theirs) == pytest.approx(exact, rel=1e-9)
     assert theirs_fid is None or frechet_distance(*theirs) == pytest.approx(theirs_fid, rel=1e-6)
