@@ -52,7 +52,7 @@ def dead_pid() -> int:
 
 @pytest.fixture
 def short_watch(monkeypatch) -> float:
-    """A fresh lock of another host is watched for 1 s (not 2 heartbeats of 15 s), looked at every 0.05 s."""
+    """A fresh lock of another host is watched for 1 s (not STALE_S = 120 s), looked at every 0.05 s."""
     monkeypatch.setattr(run_folder, "TAKEOVER_WAIT_S", 1.0)
     monkeypatch.setattr(run_folder, "POLL_S", 0.05)
     return 1.0
@@ -114,6 +114,25 @@ def test_old_lock_of_another_host_is_taken_over_at_once(tmp_path, short_watch):
     assert json.loads(path.read_text())["host"] == socket.gethostname()
     lock.release()
     assert not path.exists()
+
+
+def test_a_holder_whose_lock_was_taken_over_stops_beating_and_refuses_to_write(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_folder, "HEARTBEAT_S", 0.05)
+    lock = RunLock(tmp_path)
+    assert lock.acquire() is None
+    lock.check_held()  # still ours
+    time.sleep(0.2)
+    other = json.dumps({"host": "gpu-node-7", "pid": 4242, "started": "now"})
+    lock.path.write_text(other + "\n")  # another trainer took the folder over after our heartbeat stalled
+    past = time.time() - 60
+    os.utime(lock.path, (past, past))
+    time.sleep(0.3)  # several heartbeats
+    assert lock.path.stat().st_mtime == pytest.approx(past, abs=1e-3)  # not touched any more
+    assert lock.lost == other
+    with pytest.raises(LockError, match=r"lost the run lock .*gpu-node-7.*never write the same run folder"):
+        lock.check_held()
+    lock.release()
+    assert json.loads(lock.path.read_text())["host"] == "gpu-node-7"  # release leaves the new holder's lock alone
 
 
 def test_lock_released_during_the_watch_is_taken_without_a_note(tmp_path, short_watch):

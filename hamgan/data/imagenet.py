@@ -217,6 +217,11 @@ def _write_index(index: ImageFolderIndex, paths: list[Path]) -> Path | None:
     return None
 
 
+def copy_index(index: ImageFolderIndex, path: Path) -> Path | None:
+    """Write ``index`` to ``path`` as well (atomically); ``path``, or None when it cannot be written."""
+    return _write_index(index, [Path(path)])
+
+
 def load_or_build_index(
     root: str | Path, split: str = "train", cache_dir: str | Path | None = None, workers: int | None = None,
     rebuild: bool = False, shared_dir: str | Path | None = None, index_file: str | Path | None = None,
@@ -242,16 +247,18 @@ def load_or_build_index(
     shared = None if shared_dir is None else shared_index_path(root, split, shared_dir)
     user = None if cache_dir is not None else index_path(root, split, USER_INDEX_CACHE)
     candidates = [p for p in (primary, shared, user) if p is not None]
+    why_not = None
     if index_file is not None and not rebuild:
-        index, why = _read_index(Path(index_file), folder)
+        index, why_not = _read_index(Path(index_file), folder)
         if index is not None:
             return index
-        warnings.warn(f"the index file '{index_file}' does not describe '{folder}' on this host: {why}; finding or "
-                      f"building the index here instead", stacklevel=2)
     if not rebuild:
         for path in candidates:
             if path.is_file() and (index := _read_index(path, folder)[0]) is not None:
                 return index
+    if why_not is not None:  # neither the given file nor a cache here describes the folder: this host builds it
+        warnings.warn(f"the index file '{index_file}' does not describe '{folder}' on this host: {why_not}; building "
+                      f"the index here instead", stacklevel=2)
     classes, samples = scan_image_folder(folder)
     workers = min(os.cpu_count() or 1, 32) if workers is None else workers
     errors = _check_headers([p for p, _ in samples], workers)
@@ -281,18 +288,19 @@ class ImageFolderDataset(ImageDataset):
         hflip: random horizontal flip in ``__getitem__``.
         resize: ``data.resize`` method (:data:`hamgan.data.transforms.RESIZE_METHODS`).
         index_cache: folder of the index file (None: beside the class folders, see :func:`load_or_build_index`),
-            or an index file itself (a path ending in ``.json``, e.g. the one rank 0 wrote), read when it describes
-            the folder (else a warning, and the index is found or built as with None).
+            or an index file itself (a path ending in ``.json``: taken as ``index_file``).
+        index_file: an index file to read first (e.g. the one rank 0 wrote), when it describes the folder; else the
+            index is found in ``index_cache`` or built (with a warning naming the file).
         workers: processes that build the index when it is not cached (None: all CPUs, at most 32).
     """
 
     def __init__(self, root: str | Path, split: str = "train", resolution: int = 128, hflip: bool = False,
-                 resize: str = "tf-bilinear", index_cache: str | Path | None = None, workers: int | None = None):
+                 resize: str = "tf-bilinear", index_cache: str | Path | None = None, workers: int | None = None,
+                 index_file: str | Path | None = None):
         check_method(resize)
-        if index_cache is not None and Path(index_cache).suffix == ".json":
-            index = load_or_build_index(root, split, None, workers, index_file=index_cache)
-        else:
-            index = load_or_build_index(root, split, index_cache, workers)
+        if index_file is None and index_cache is not None and Path(index_cache).suffix == ".json":
+            index_file, index_cache = index_cache, None
+        index = load_or_build_index(root, split, index_cache, workers, index_file=index_file)
         self.folder = index.folder
         super().__init__(index.classes, resolution, 3, hflip)
         self.resize = resize

@@ -8,12 +8,14 @@ The distance is our own float64 function (no ``scipy.linalg.sqrtm``, whose argum
 pytorch-fid 0.3.0): Tr sqrt(sigma1 sigma2) is the sum of the square roots of the eigenvalues of the symmetric
 positive semi-definite sqrt(sigma1) sigma2 sqrt(sigma1), which has the same eigenvalues. It equals pytorch-fid's value
 to 1e-12 on full-rank covariances; on rank-deficient ones (fewer samples than 2048) it is exact where ``sqrtm`` is
-not (``sqrtm`` turns the zero eigenvalues into ~1e-7 noise whose square roots add up to ~1e-4 of FID; see
+not (``sqrtm`` turns the zero eigenvalues into ~1e-7 noise whose square roots add up to ~1e-4 FID points, ~1e-6
+relative; see
 tests/metrics/test_fid.py, which checks against the exact value computed from the features).
 
 ``frechet_distance(..., method="sqrtm")`` (``hamgan-eval --distance sqrtm``) is pytorch-fid's own algorithm instead,
 ``scipy.linalg.sqrtm`` of sigma1 sigma2 called as each SciPy from 1.10 to 1.18 accepts it: for parity with numbers
-made by pytorch-fid to the last digit (it carries ``sqrtm``'s round-off on rank-deficient covariances, ~1e-6 of FID).
+made by pytorch-fid to the last digit (it carries ``sqrtm``'s round-off on rank-deficient covariances, ~1e-6
+relative).
 
 Image sources and the Inception pass live in :mod:`hamgan.metrics.features`.
 """
@@ -147,7 +149,9 @@ def sqrtm_trace_product(sigma1: np.ndarray, sigma2: np.ndarray, eps: float = 1e-
 
     def sqrtm(a: np.ndarray) -> np.ndarray:
         if "disp" in inspect.signature(scipy.linalg.sqrtm).parameters:  # SciPy < 1.18
-            return scipy.linalg.sqrtm(a, disp=False)[0]
+            with warnings.catch_warnings():  # 1.16 and 1.17 deprecate disp (same matrix)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return scipy.linalg.sqrtm(a, disp=False)[0]
         return scipy.linalg.sqrtm(a)
 
     covmean = sqrtm(sigma1.dot(sigma2))

@@ -225,6 +225,8 @@ class Trainer:
         error = None
         if self.info.is_main:
             try:
+                if self.lock is not None:
+                    self.lock.check_held()  # taken over by another trainer: stop, write nothing
                 save_checkpoint(training_state, path)
                 if path.name != "ckpt-best.pt":
                     for old in checkpoints_to_prune(list_checkpoints(self.run_dir), self.cfg.train.keep_last,
@@ -232,6 +234,8 @@ class Trainer:
                         old.unlink(missing_ok=True)
             except CheckpointWriteError as e:
                 error = run_folder.write_error_message(e, self.run_dir)
+            except run_folder.LockError as e:
+                error = str(e)
         error = distributed.broadcast_object(error)
         if error is not None:
             raise CheckpointWriteError(error)

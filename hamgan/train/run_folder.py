@@ -11,10 +11,16 @@ by
 
 - an earlier attempt of the same torchrun job (``--max-restarts``: same TORCHELASTIC_RUN_ID, lower restart count);
 - a process of this host that is gone (its pid is free, or now belongs to a process started at another time);
-- a process of another host (hosts are told apart by hostname) whose heartbeat is older than :data:`STALE_S`, or
-  whose heartbeat does not advance while it is watched for :data:`TAKEOVER_WAIT_S` (a job requeued onto another
-  node right after a crash). Watching compares the lock file's modification times as its file server reports them,
-  so clock differences between hosts do not matter.
+- a process of another host (hosts are told apart by hostname) whose heartbeat is older than :data:`STALE_S` by
+  this host's clock against the file server's modification time (this check assumes clocks that agree to well
+  under a minute), or whose heartbeat does not advance while it is watched for :data:`TAKEOVER_WAIT_S` (= STALE_S)
+  of this host's own time: a job requeued onto another node right after a crash waits up to that long and then
+  starts, instead of being refused. Watching compares the lock file's successive modification times only, so it
+  does not depend on clocks.
+
+A holder whose lock was taken over (its heartbeat stalled past the watch; the lock file now names another process)
+stops touching it and refuses to write checkpoints (:meth:`RunLock.check_held`), so two trainers never write the
+same run folder.
 
 Resume by consensus (:func:`open_run_folder`): rank 0 takes the lock, removes the leftovers of interrupted saves
 and chooses the checkpoint (the newest ``ckpt-<step>.pt`` it lists), then broadcasts the path, or its error, to all
@@ -52,7 +58,7 @@ NODE_LOCAL_KEYS = ("data.root", "data.packed", "data.index_cache", "train.fid.re
 LOCK_NAME = "train.lock"
 HEARTBEAT_S = 15.0  # rank 0 touches its lock this often
 STALE_S = 120.0  # a lock of another host without heartbeat for this long is stale
-TAKEOVER_WAIT_S = 2 * HEARTBEAT_S  # a fresh lock of another host is watched this long for a heartbeat
+TAKEOVER_WAIT_S = STALE_S  # a fresh lock of another host is watched this long for a heartbeat
 POLL_S = 1.0  # how often a watched lock is looked at
 
 
@@ -163,11 +169,12 @@ def _pid_alive(pid: int) -> bool:
 
 
 class RunLock:
-    """The lock file of a run folder (see module doc): :meth:`acquire`, :meth:`release`."""
+    """The lock file of a run folder (see module doc): :meth:`acquire`, :meth:`check_held`, :meth:`release`."""
 
     def __init__(self, run_dir: str | Path) -> None:
         self.path = Path(run_dir) / LOCK_NAME
         self.held = False
+        self.lost: str | None = None  # the lock's content when another trainer took it over
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -277,10 +284,32 @@ class RunLock:
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
+            seen = self._look()
+            if seen is not None and not self._is_mine(seen[0]):  # taken over: never touch another trainer's lock
+                self.lost = seen[0].strip()
+                return
             try:
                 os.utime(self.path)
             except OSError:
                 pass
+
+    @staticmethod
+    def _is_mine(text: str) -> bool:
+        try:
+            holder = json.loads(text)
+        except ValueError:
+            return False
+        return holder.get("host") == socket.gethostname() and holder.get("pid") == os.getpid()
+
+    def check_held(self) -> None:
+        """Raise :class:`LockError` when another trainer took this lock over (then this one must not write)."""
+        seen = self._look() if self.held else None
+        if self.lost is None and seen is not None and not self._is_mine(seen[0]):
+            self.lost = seen[0].strip()
+        if self.lost is not None:
+            raise LockError(f"lost the run lock {self.path}: it now names {self.lost} (this trainer's heartbeat "
+                            f"stalled for over {TAKEOVER_WAIT_S:g} s and another trainer took the folder over); "
+                            "stopping without writing, so that two trainers never write the same run folder")
 
     def release(self) -> None:
         self._stop.set()

@@ -30,15 +30,22 @@ def reads_image_folder(data: DataConfig) -> bool:
 def shared_index_file(data: DataConfig, info: DistInfo, run_dir: str | Path) -> str | None:
     """The ImageFolder index file every rank reads: rank 0 reads or builds the index of ``data`` and writes it
     beside the data, else in ``run_dir`` (shared by all ranks), else in its user cache
-    (:func:`hamgan.data.imagenet.load_or_build_index`), then broadcasts the path of that file; None when rank 0
-    could write it nowhere. Collective; rank 0's errors reach the other ranks (:func:`distributed.main_rank_first`).
+    (:func:`hamgan.data.imagenet.load_or_build_index`); an index it found in a cache other nodes may not see (its
+    ``~/.cache``, a ``data.index_cache`` on a local disk) is copied into ``run_dir``. It broadcasts the path of the
+    file beside the data or in ``run_dir``; None when rank 0 could write it nowhere. Collective; rank 0's errors
+    reach the other ranks (:func:`distributed.main_rank_first`).
     """
-    from hamgan.data.imagenet import load_or_build_index
+    from hamgan.data.imagenet import copy_index, index_path, load_or_build_index, shared_index_path
 
     path = None
     with distributed.main_rank_first("building the ImageFolder index"):
         if info.is_main:
             index = load_or_build_index(data.root, data.split, data.index_cache, shared_dir=run_dir)
+            beside = index_path(data.root, data.split)  # every node sees the data, so this file too
+            shared = shared_index_path(data.root, data.split, run_dir)
+            if index.cache is not None and Path(index.cache) not in (beside, shared):
+                # found in a cache only this host may see (~/.cache, a local data.index_cache): share a copy
+                index.cache = copy_index(index, shared) or index.cache
             path = None if index.cache is None else str(index.cache)
     return distributed.broadcast_object(path)
 

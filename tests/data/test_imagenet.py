@@ -361,26 +361,34 @@ distributed.cleanup()
 
 @pytest.mark.slow
 def test_two_ranks_on_other_hosts_read_the_index_rank_0_wrote_to_the_run_folder(tmp_path):
+    """First run: rank 0 builds the index into the run folder (and its host's cache). A second run in a new run
+    folder: rank 0 finds its host's cache copy, which rank 1's host cannot see, so it shares a copy in the new run
+    folder; rank 1 again builds nothing (a regression: it got the path of rank 0's ~/.cache file and rebuilt)."""
     data = write_folder(tmp_path / "data" / "train").parent
     mounted = tmp_path / "mounted"
     shutil.copytree(data, mounted)  # rank 1's node mounts the data at another path
-    for folder in (data / "train", mounted / "train"):
-        folder.chmod(0o555)
-    results, run_dir = tmp_path / "results", tmp_path / "run"
+    results = tmp_path / "results"
     results.mkdir()
     worker = tmp_path / "worker.py"
     worker.write_text(INDEX_WORKER)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(worker),
-           f"{data},{mounted}", str(run_dir), str(results)]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    try:
-        result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180, env=env)
-    finally:
+
+    def run(run_dir: Path) -> tuple[dict, dict, str]:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(worker),
+               f"{data},{mounted}", str(run_dir), str(results)]
         for folder in (data / "train", mounted / "train"):
-            folder.chmod(0o755)
-    assert result.returncode == 0, result.stderr[-3000:]
-    r0, r1 = (json.loads((results / f"rank{r}.json").read_text()) for r in range(2))
-    shared = run_dir / "imagefolder-index-train.json"
+            folder.chmod(0o555)
+        try:
+            result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180, env=env)
+        finally:
+            for folder in (data / "train", mounted / "train"):
+                folder.chmod(0o755)
+        assert result.returncode == 0, result.stderr[-3000:]
+        r0, r1 = (json.loads((results / f"rank{r}.json").read_text()) for r in range(2))
+        return r0, r1, result.stderr
+
+    r0, r1, stderr = run(tmp_path / "run1")
+    shared = tmp_path / "run1" / "imagefolder-index-train.json"
     assert r0["builds"] == [str(data / "train")] and r1["builds"] == []  # built once, by rank 0
     assert r0["index_file"] == r1["index_file"] == str(shared)
     assert not (results / "home1").exists()  # rank 1 wrote nothing to its host's cache
@@ -388,4 +396,9 @@ def test_two_ranks_on_other_hosts_read_the_index_rank_0_wrote_to_the_run_folder(
     assert [(Path(p).relative_to(mounted), y) for p, y in r1["samples"]] == \
         [(Path(p).relative_to(data), y) for p, y in r0["samples"]]
     assert not (data / "train" / ".hamgan-index.json").exists()
-    assert "does not describe" not in result.stderr
+    assert "does not describe" not in stderr
+
+    r0, r1, stderr = run(tmp_path / "run2")  # a new run folder: rank 0 reads its host cache, shares a copy
+    assert r0["builds"] == [] and r1["builds"] == []
+    assert r0["index_file"] == r1["index_file"] == str(tmp_path / "run2" / "imagefolder-index-train.json")
+    assert not (results / "home1").exists() and "does not describe" not in stderr
