@@ -30,12 +30,12 @@ from hamgan.data.dataset import ArrayDataset, DatasetError, ImageDataset, to_flo
 __all__ = ["build_dataset", "uint8_images", "float_images", "ImageDataset", "ArrayDataset", "DatasetError", "to_float"]
 
 
-def build_dataset(cfg: Config, index_cache: str | None = None) -> ImageDataset:
+def build_dataset(cfg: Config, index_cache: str | None = None, index_file: str | None = None) -> ImageDataset:
     """The training data set described by ``cfg.data``, checked against ``cfg.model``.
 
     ``index_cache``: folder of the ImageFolder index file, overriding ``data.index_cache`` (e.g. the run folder;
-    see :func:`hamgan.data.imagenet.load_or_build_index`), or an index file (``.json``, e.g. the one rank 0 wrote)
-    read first, with ``data.index_cache`` still the place to look next. ``data.resize`` is how images are brought to
+    see :func:`hamgan.data.imagenet.load_or_build_index`); ``index_file``: an ImageFolder index file read first (e.g.
+    the one rank 0 wrote), the cache folder still the place to look next. ``data.resize`` is how images are brought to
     ``model.resolution`` (:mod:`hamgan.data.transforms`).
 
     Raises :class:`DatasetError` (a ValueError) naming the config keys to change when the data set's classes or
@@ -70,8 +70,7 @@ def build_dataset(cfg: Config, index_cache: str | None = None) -> ImageDataset:
         if data.root is None:
             raise DatasetError(f"data.name=imagenet needs data.root (a folder laid out as {LAYOUT}) or data.packed "
                                f"(made by scripts/pack_imagenet.py)")
-        index_file = index_cache if index_cache is not None and str(index_cache).endswith(".json") else None
-        cache = data.index_cache if index_cache is None or index_file is not None else index_cache
+        cache = index_cache if index_cache is not None else data.index_cache
         dataset = ImageFolderDataset(data.root, data.split, res, data.hflip, data.resize, cache,
                                      index_file=index_file)
     elif data.name == "synthetic":

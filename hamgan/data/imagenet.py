@@ -17,7 +17,7 @@ of them before training.
 For a multi-process trainer (:func:`hamgan.train.stream.build_training_dataset`): rank 0 calls
 ``load_or_build_index(root, split, cache_dir, shared_dir=RUN)``, which writes the file beside the data when it can,
 else in the run folder ``RUN`` (shared by all ranks), and broadcasts the path of the file it wrote; every other rank
-builds its data set from that exact file (``index_cache=<the .json file>``), so no rank re-derives the location
+builds its data set from that exact file (``index_file=``), so no rank re-derives the location
 (a host-local ``~/.cache``, a hash of a mount path that differs between nodes). An index file is valid for any path
 the folder is mounted at: it is checked against the class folders' names and modification times, not the path.
 """
@@ -269,7 +269,7 @@ def load_or_build_index(
     )
     index.cache = _write_index(index, candidates)
     if index.cache is not None and index.cache == shared and user is not None:
-        _write_index(index, [user])  # for later runs of this host in other run folders
+        copy_index(index, user)  # for later runs of this host in other run folders
     return index
 
 
@@ -287,8 +287,7 @@ class ImageFolderDataset(ImageDataset):
         resolution: R.
         hflip: random horizontal flip in ``__getitem__``.
         resize: ``data.resize`` method (:data:`hamgan.data.transforms.RESIZE_METHODS`).
-        index_cache: folder of the index file (None: beside the class folders, see :func:`load_or_build_index`),
-            or an index file itself (a path ending in ``.json``: taken as ``index_file``).
+        index_cache: folder of the index file (None: beside the class folders, see :func:`load_or_build_index`).
         index_file: an index file to read first (e.g. the one rank 0 wrote), when it describes the folder; else the
             index is found in ``index_cache`` or built (with a warning naming the file).
         workers: processes that build the index when it is not cached (None: all CPUs, at most 32).
@@ -298,8 +297,6 @@ class ImageFolderDataset(ImageDataset):
                  resize: str = "tf-bilinear", index_cache: str | Path | None = None, workers: int | None = None,
                  index_file: str | Path | None = None):
         check_method(resize)
-        if index_file is None and index_cache is not None and Path(index_cache).suffix == ".json":
-            index_file, index_cache = index_cache, None
         index = load_or_build_index(root, split, index_cache, workers, index_file=index_file)
         self.folder = index.folder
         super().__init__(index.classes, resolution, 3, hflip)

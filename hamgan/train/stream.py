@@ -75,11 +75,11 @@ def build_training_dataset(cfg: Config, info: DistInfo = DistInfo(), run_dir: st
     from hamgan.data import build_dataset
 
     no_flip = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, hflip=False))
-    index_cache = cfg.data.index_cache
+    index_file = None
     if run_dir is not None and reads_image_folder(cfg.data):
-        index_cache = shared_index_file(cfg.data, info, run_dir) or index_cache
+        index_file = shared_index_file(cfg.data, info, run_dir)
     with distributed.main_rank_first("building the data set"):
-        dataset = build_dataset(no_flip, index_cache=index_cache)
+        dataset = build_dataset(no_flip, index_file=index_file)
     check_same_data(dataset)
     m = cfg.model
     if dataset.num_classes != m.num_classes:

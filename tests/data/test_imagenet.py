@@ -316,14 +316,14 @@ def test_an_index_file_is_valid_wherever_the_data_is_mounted(folder, tmp_path, c
     mounted = tmp_path / "elsewhere" / "train"
     shutil.copytree(folder, mounted)  # copies the modification times too
     (mounted / ".hamgan-index.json").unlink()
-    other = ImageFolderDataset(mounted, resolution=32, index_cache=str(first.index_file))
+    other = ImageFolderDataset(mounted, resolution=32, index_file=str(first.index_file))
     assert other.index_file == first.index_file and count_builds == [str(folder)]
     assert [(Path(p).relative_to(mounted), y) for p, y in other.samples] == \
         [(Path(p).relative_to(folder), y) for p, y in first.samples]
     Image.new("RGB", (40, 40)).save(mounted / CLASSES[0] / "extra.JPEG")  # now other data
     expected = f"the index file '{first.index_file}' does not describe '{mounted}' on this host: class folders"
     with pytest.warns(UserWarning, match=re.escape(expected) + ".* changed since it was written"):
-        rebuilt = ImageFolderDataset(mounted, resolution=32, index_cache=str(first.index_file))
+        rebuilt = ImageFolderDataset(mounted, resolution=32, index_file=str(first.index_file))
     assert len(rebuilt) == 13 and rebuilt.index_file == mounted / ".hamgan-index.json"
     assert count_builds == [str(folder), str(mounted)]
 
