@@ -6,7 +6,8 @@
     hamgan-eval compare runs/ham runs/sagan --ref FOLDER|CONFIG.yaml [overrides]|ref.npz --n 50000 --json-out c.json
 
 Folder FID equals ``python -m pytorch_fid A B`` (same files, decoding, network) to ~1e-6 relative with our exact
-float64 distance, and to ~1e-7 with ``--distance sqrtm``, pytorch-fid's own algorithm (see :mod:`hamgan.metrics.fid`). Generated images are quantised to uint8 exactly as a PNG would store them (protocol
+float64 distance, and to ~1e-7 with ``--distance sqrtm``, pytorch-fid's own algorithm (see
+:mod:`hamgan.metrics.fid`). Generated images are quantised to uint8 exactly as a PNG would store them (protocol
 pytorch-fid), or kept in float (``--protocol hamgan-tf``, :mod:`hamgan.metrics.protocol`). A generator is sampled
 with the batch-norm statistics of ``--bn`` (:mod:`hamgan.bn_modes`; default: standing for the EMA generator).
 Every output names the protocol, the number of images, the BN mode and the reference.

@@ -12,7 +12,8 @@ as an enclosing ``bn_mode`` block set them, else running).
 
 CLI ``hamgan-sample CKPT --out PATH``: ``--out grid.png`` writes one row per class, ``--out folder`` one PNG per
 image, ``--npz`` an ``arr_0`` array of uint8 (N, H, W, 3) images and their labels ``arr_1`` (N,) for external
-evaluators (plus how they were made: ``source``, ``step``, ``bn`` as JSON, ``truncation`` (NaN: none), ``seed``), ``--interpolate A,B`` a row per class walking from seed A's latent to seed B's. ``--bn`` defaults to
+evaluators (plus how they were made: ``source``, ``step``, ``bn`` as JSON, ``truncation`` (NaN: none), ``seed``),
+``--interpolate A,B`` a row per class walking from seed A's latent to seed B's. ``--bn`` defaults to
 standing statistics for the EMA generator and running ones for the raw G.
 """
 

@@ -317,10 +317,9 @@ class RunLock:
             return
         self.held = False
         try:
-            holder = json.loads(self.path.read_text())
-            if holder.get("host") == socket.gethostname() and holder.get("pid") == os.getpid():
+            if self._is_mine(self.path.read_text()):
                 self.path.unlink()
-        except (OSError, ValueError):
+        except OSError:
             pass
 
 
