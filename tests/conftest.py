@@ -54,3 +54,16 @@ def fid_weights() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def readme():
+    """``readme(heading)``: README.md's section from the ``## `` heading that starts with ``heading`` to the next."""
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+    def section(heading: str) -> str:
+        start = text.index(f"## {heading}")
+        end = text.find("\n## ", start + 1)
+        return text[start:] if end < 0 else text[start:end]
+
+    return section

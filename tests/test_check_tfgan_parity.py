@@ -47,11 +47,9 @@ def test_differences_are_absolute_and_relative_to_the_reference():
         parity.tf_value("generator/nothing/kernel", {})
 
 
-def test_readme_records_a_passing_parity_run():
+def test_readme_records_a_passing_parity_run(readme):
     """Issue 10 item 5: README holds the script's output: whole G and D and every op the issue names, all agreeing."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Parity with TF-GAN (`make parity`)"):]
-    section = section[:section.index("\n## ")]
+    section = readme("Parity with TF-GAN (`make parity`)")
     rows = {line.split(" | ")[0].lstrip("| "): line for line in section.splitlines()
             if line.startswith("| ") and "---" not in line and not line.startswith("| check")}
     for check in ("G images", "G eval images", "D logits", "SN conv 3x3", "SN linear", "conditional BN",

@@ -141,13 +141,11 @@ def test_layer_layout_of_hamgan_baby_beside_the_official_scopes(capsys):
     assert "| context.norm | cond. BN | 32 | 256 x 1000 classes | 512,000 | - | generator/g_ops/upper_bread_bn |" in out
 
 
-def test_readme_shows_the_layout_that_hamgan_info_prints(capsys):
+def test_readme_shows_the_layout_that_hamgan_info_prints(capsys, readme):
     """Issue 10 item 6: README's layout of HamGAN-128 is the one ``python -m hamgan.info`` prints, every row of it
     (a regression: an edit of the README once dropped this section, and nothing noticed)."""
     assert main([str(ROOT / "configs" / "imagenet128_hamgan_baby.yaml")]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Layout of HamGAN-128 beside the official one"):]
-    section = section[:section.index("\n## ")]
+    section = readme("Layout of HamGAN-128 beside the official one")
     assert len(rows) > 40 and [r for r in rows if r not in section] == []
     assert "G layers (42,640,004 parameters)" in section and "39,475,906" in section

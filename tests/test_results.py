@@ -32,10 +32,8 @@ def rows() -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def readme_section() -> str:
-    readme = (REPO / "README.md").read_text()
-    start = readme.index("## Reproducing the paper's claim at small scale")
-    return readme[start:readme.index("\n## ", start + 1)]
+def readme_section(readme) -> str:
+    return readme("Reproducing the paper's claim at small scale")
 
 
 def test_study_options_are_the_issues_protocol(summary):
