@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from hamgan.latents import label_pool, seeded_rng, truncated_z
 from hamgan.nn.spectral_norm import refresh as sn_refresh
 
 BN_MODES = ("running", "standing", "batch")
@@ -126,11 +127,9 @@ def accumulate_standing_stats(
 ) -> None:
     """Reset G's batch norms and set them to the cumulative average over ``batches`` batches of samples.
 
-    Latents: truncated normal as :func:`hamgan.sample.truncated_z`; labels uniform over ``classes`` (default all).
+    Latents: truncated normal as :func:`hamgan.latents.truncated_z`; labels uniform over ``classes`` (default all).
     Leaves every module of G in eval mode; the caller's RNG streams are untouched.
     """
-    from hamgan.sample import label_pool, seeded_rng, truncated_z
-
     device = next(G.parameters()).device if device is None else device
     norms = batch_norms(G)
     momenta = [m.momentum for m in norms]

@@ -21,6 +21,9 @@ from typing import Any
 
 import torch
 
+from hamgan.config import from_dict
+from hamgan.nn.networks import Generator
+
 FORMAT = "hamgan-checkpoint/1"
 _NAME = re.compile(r"^ckpt-(\d{9})\.pt$")
 
@@ -153,9 +156,6 @@ def load_generator_ema(path: str | Path, ema: bool = True, device: str | torch.d
     then False). Sampling code uses ``is_ema`` to choose the default batch-norm statistics (:mod:`hamgan.bn_modes`).
     """
     import warnings
-
-    from hamgan.config import from_dict
-    from hamgan.nn.networks import Generator
 
     state = load_checkpoint(path)
     cfg = from_dict(state["config"])

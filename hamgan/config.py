@@ -16,9 +16,9 @@ raises :class:`ConfigError`, naming the key and the nearest valid keys.
 A YAML file may start from others: ``include: [other.yaml, presets/biggan_pytorch.yaml]`` (paths relative to the
 file) merges those first, in order, then the file's own keys on top.
 
-Configs, overrides and checkpoints written before the per-network context settings (``model.context``,
-``model.ham.*``, ``model.g.ham_dim`` / ``ham_rank``) are read through :mod:`hamgan.migrate`, which maps them to
-the same networks and recipe as before.
+Configs, overrides and checkpoints of the schema before per-network context settings (``model.context``,
+``model.ham.*``, ``model.g.ham_dim`` / ``ham_rank``) are refused with one error that says how to write them
+(:func:`old_schema_error`).
 """
 
 from __future__ import annotations
@@ -82,16 +82,6 @@ class NetConfig:
     ham: HamConfig = field(default_factory=HamConfig)
     ylg: YLGConfig = field(default_factory=YLGConfig)
 
-    @property
-    def ham_dim(self) -> int | None:
-        """Read-only alias of ``ham.dim`` (the key before per-network context settings)."""
-        return self.ham.dim
-
-    @property
-    def ham_rank(self) -> int:
-        """Read-only alias of ``ham.rank``."""
-        return self.ham.rank
-
 
 @dataclass
 class BNConfig:
@@ -129,18 +119,6 @@ class ModelConfig:
     sn: SNConfig = field(default_factory=SNConfig)
     g: NetConfig = field(default_factory=lambda: NetConfig(ham=HamConfig(rank=32)))
     d: NetConfig = field(default_factory=lambda: NetConfig(ham=HamConfig(rank=16)))
-
-    @property
-    def context(self) -> str:
-        """Read-only: the context block of G and D when they agree (``"ham"``), else ``"g=ham,d=none"``."""
-        if self.g.context == self.d.context:
-            return self.g.context
-        return f"g={self.g.context},d={self.d.context}"
-
-    @property
-    def ham(self) -> HamConfig:
-        """Read-only: the Hamburger settings of G (of D when only D has a Hamburger)."""
-        return self.d.ham if self.d.context == "ham" and self.g.context != "ham" else self.g.ham
 
 
 @dataclass
@@ -195,12 +173,24 @@ class TrainConfig:
     ema: EMAConfig = field(default_factory=EMAConfig)
     # auto: none on CPU; on GPU bf16 where native (compute capability >= 8), else fp16 + loss scaling
     amp: Literal["auto", "bf16", "fp16", "none"] = "auto"
+    # TF32 for float32 convs/matmuls on CUDA (compute capability >= 8; no effect on the CPU), hamgan.tf32.
+    # layers: the networks' layers, as the GPU anchors train; the Hamburger decomposition and FID's Inception keep
+    # true float32. all: TF32 there too. none: true float32 everywhere. Rank 0 decides for every rank.
+    tf32: Literal["layers", "all", "none"] = "layers"
     compile: bool = False
+    # torch.compile backend: inductor (generated kernels, the fast one), or aot_eager / eager (dynamo's graphs run by
+    # eager kernels: checks graph capture without code generation, e.g. make rehearse on the CPU). RUN/compile.json
+    # records the graphs and graph breaks of the first step.
+    compile_backend: str = "inductor"
     channels_last: bool = False
     # cross-replica batch norm in G: statistics over the micro-batches of all ranks (the official TPU code's
     # cross-replica BN); a no-op in a single process. False: each rank's own micro-batch.
     sync_bn: bool = False
     seed: int = 0
+    # paired initialisation and streams (common random numbers across models of one seed): every layer's initial
+    # weight, the Hamburger's bases and each step's latents/labels come from generators seeded by (seed, name), so
+    # runs of one seed differ only in their context block (hamgan.seeds). False: torch's global generator, as before.
+    paired: bool = True
     device: str = "auto"  # auto | cpu | cuda
     dist_backend: Literal["auto", "nccl", "gloo"] = "auto"  # auto: NCCL on GPU, gloo on CPU
     dist_timeout_min: float = 30.0  # timeout of every collective; a dead rank is named within a quarter of it
@@ -245,7 +235,37 @@ def all_keys(cls: type = Config, prefix: str = "") -> list[str]:
     return keys
 
 
+OLD_SCHEMA_HELP = (
+    "write model.context as model.g.context and model.d.context; model.ham.<key> as model.g.ham.<key> and "
+    "model.d.ham.<key>; model.<g|d>.ham_dim / ham_rank as model.<g|d>.ham.dim / ham.rank. The old schema also "
+    "implied the recipe of hamgan's first version, which the new defaults (the official recipe) replace: to keep "
+    "its networks set model.init=orthogonal, model.bn={eps: 1e-5, momentum: 0.1, running_var: unbiased}, "
+    "model.sn={bound: exact, context_bound: exact, eval_iteration: false, warmup: 15}, "
+    "model.<g|d>.ham.bread_bias=true, data.resize=pil-bicubic, and the old default ranks model.g.ham.rank=32, "
+    "model.d.ham.rank=16 (configs/fmnist32_hamgan.yaml is written so)"
+)
+
+
+def is_old_schema_key(key: str) -> bool:
+    """Whether dotted ``key`` belongs to the schema before per-network context settings: ``model.context``,
+    ``model.ham[.*]``, ``model.<g|d>.ham_dim`` or ``model.<g|d>.ham_rank``."""
+    parts = key.split(".")
+    if parts[0] != "model" or len(parts) < 2:
+        return False
+    return parts[1] in ("context", "ham") or (len(parts) == 3 and parts[1] in ("g", "d")
+                                                and parts[2] in ("ham_dim", "ham_rank"))
+
+
+def old_schema_error(key: str) -> ConfigError:
+    """The one error for a key of the schema before per-network context settings, saying how to write it."""
+    return ConfigError(f"config key '{key}' belongs to the schema before per-network context settings (one "
+                       f"model.context / model.ham for both networks), which hamgan no longer reads: "
+                       f"{OLD_SCHEMA_HELP}")
+
+
 def _unknown_key(key: str) -> ConfigError:
+    if is_old_schema_key(key):
+        return old_schema_error(key)
     near = difflib.get_close_matches(key, all_keys(), n=3, cutoff=0.5)
     if not near:  # match on the last component, e.g. "lr" -> train.lr_g
         last = key.split(".")[-1]
@@ -321,9 +341,7 @@ def from_dict(data: dict) -> Config:
     """A :class:`Config` from a nested mapping; missing keys take their defaults."""
     if not isinstance(data, dict):
         raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}")
-    from hamgan.migrate import migrate
-
-    return _build(Config, migrate(data))
+    return _build(Config, data)
 
 
 def to_dict(cfg: Config) -> dict:
@@ -348,27 +366,20 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Set dotted keys in a nested mapping (a copy); unknown keys raise :class:`ConfigError`.
-
-    ``data`` in the schema before per-network context settings is migrated first; overrides of its old keys
-    (``model.context=attention``, ``model.ham.kind=cd``, ``model.g.ham_rank=8``) set their new keys.
-    """
-    from hamgan.migrate import migrate, translate_override
-
-    out = migrate(yaml.safe_load(yaml.safe_dump(data)))  # deep copy through plain YAML types
+    """Set dotted keys in a nested mapping (a copy); unknown keys raise :class:`ConfigError`."""
+    out = yaml.safe_load(yaml.safe_dump(data))  # deep copy through plain YAML types
     valid = set(all_keys())
     for text in overrides:
         key, value = parse_override(text)
-        for key, value in translate_override(key, value):
-            if key not in valid:
-                raise _unknown_key(key)
-            node = out
-            parts = key.split(".")
-            for part in parts[:-1]:
-                node = node.setdefault(part, {})
-                if not isinstance(node, dict):
-                    raise ConfigError(f"override '{text}': '{part}' is not a section")
-            node[parts[-1]] = value
+        if key not in valid:
+            raise _unknown_key(key)
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override '{text}': '{part}' is not a section")
+        node[parts[-1]] = value
     return out
 
 
@@ -389,15 +400,19 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict:
         raise ConfigError(f"config file '{path}' is not valid YAML{line}: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file '{path}' must be a mapping of sections, got {type(data).__name__}")
-    from hamgan.migrate import migrate
-
+    model = data.get("model") if isinstance(data.get("model"), dict) else {}
+    old = [f"model.{k}" for k in model if is_old_schema_key(f"model.{k}")] + [
+        f"model.{net}.{k}" for net in ("g", "d") if isinstance(model.get(net), dict) for k in model[net]
+        if is_old_schema_key(f"model.{net}.{k}")]
+    if old:
+        raise ConfigError(f"config file '{path}': {old_schema_error(old[0])}")
     includes = data.pop("include", None) or []
     if isinstance(includes, str):
         includes = [includes]
     merged: dict = {}
     for name in includes:
         _deep_merge(merged, _read_yaml(path.parent / name, (*seen, path.resolve())))
-    return _deep_merge(merged, migrate(data))
+    return _deep_merge(merged, data)
 
 
 def _deep_merge(base: dict, top: dict) -> dict:

@@ -15,14 +15,16 @@ one micro-batch of its rank, or over the micro-batches of all ranks with ``train
 (:class:`CrossReplicaBatchNorm2d`). Accumulation never widens a BN batch: BN sees micro-batches.
 
 Buffers: the networks' buffers are the spectral-norm power-iteration vectors (u, v) and the generator's batch-norm
-running statistics. DDP is used with buffer syncing on (``forward_sync_buffers=True``, ``broadcast_buffers`` before
-torch 2.14): at every forward of a wrapped network, rank 0's buffers are copied to all ranks, so the batch-norm
-running statistics follow rank 0 (which writes the checkpoints). The power iteration is deterministic given identical
-weights, so u, v stay identical on all ranks anyway; the sync costs one small broadcast per forward.
+running statistics. The power iteration is deterministic given identical weights, so u, v stay identical on all
+ranks; the running statistics of cross-replica BN are computed from the same all-reduced sums on every rank, so they
+stay identical too. Only buffers that can drift (:func:`buffers_can_drift`: G's local batch norm without
+``train.sync_bn`` on several ranks, any unknown buffer) are broadcast from rank 0 at every forward of the wrapped
+network (``forward_sync_buffers``, ``broadcast_buffers`` before torch 2.14), so they follow rank 0, which writes the
+checkpoints. With ``train.sync_bn`` neither network broadcasts its buffers.
 
 Which modules are wrapped: the D update calls the DDP discriminator (its gradients are all-reduced) and the raw G
 under no_grad (to make the fakes); the G update calls the DDP generator and the raw D with ``requires_grad`` off, so
-no discriminator gradients are computed or all-reduced there.
+no discriminator gradients are computed or all-reduced there. With ``train.compile`` all four are compiled.
 """
 
 from __future__ import annotations
@@ -90,6 +92,12 @@ def setup(device_pref: str = "auto", timeout_min: float = 30.0, backend: str = "
             backend = "nccl" if device.type == "cuda" else "gloo"
         timeout = datetime.timedelta(minutes=timeout_min)
         kwargs: dict[str, Any] = {"device_id": device} if backend == "nccl" else {}
+        # torch.distributed.nn.functional binds group=group.WORLD as default arguments when first imported (DDP's
+        # constructor imports it, through torch._dynamo). Imported after init_process_group, those defaults would
+        # hold the default group forever: cleanup() could not free it, and its gloo threads would still run while
+        # the interpreter exits (an abort at exit, issue 21 point 11). Imported first, the defaults are None.
+        import torch.distributed.nn.functional  # noqa: F401
+
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size, timeout=timeout, **kwargs)
         _CONTROL = None if backend == "gloo" else dist.new_group(backend="gloo", timeout=timeout)
     return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
@@ -114,16 +122,49 @@ def micro_batch_size(global_batch: int, world_size: int, accumulate: int) -> int
     return global_batch // parts
 
 
-def wrap(module: nn.Module, info: DistInfo) -> nn.Module:
-    """``module`` wrapped in DistributedDataParallel when there are several ranks (see module doc on buffers)."""
+def buffers_can_drift(module: nn.Module) -> bool:
+    """Whether the buffers of ``module`` can differ between ranks after identical updates (see module doc).
+
+    They cannot for the buffers of spectral norms (power iterations of identical weights) and of batch norms that
+    normalise over all ranks (:class:`CrossReplicaBatchNorm2d` while ``sync``, ``nn.SyncBatchNorm``); any other
+    buffer (a local batch norm's running statistics, a buffer of an unknown module) can.
+    """
+    from torch.nn.utils.parametrizations import _SpectralNorm
+
+    from hamgan.nn.spectral_norm import SpectralNorm
+
+    for m in module.modules():
+        per_rank = getattr(m, "PER_RANK_BUFFERS", ())  # set per rank on purpose (a Hamburger's bases key)
+        if not any(name not in per_rank for name, _ in m.named_buffers(recurse=False)):
+            continue
+        if isinstance(m, (SpectralNorm, _SpectralNorm, nn.SyncBatchNorm)):
+            continue
+        if isinstance(m, CrossReplicaBatchNorm2d) and m.sync:
+            continue
+        return True
+    return False
+
+
+def wrap(module: nn.Module, info: DistInfo, sync_buffers: bool | None = None) -> nn.Module:
+    """``module`` wrapped in DistributedDataParallel when there are several ranks.
+
+    ``sync_buffers`` (default: :func:`buffers_can_drift`) broadcasts rank 0's buffers at every forward; the
+    gradients are views into DDP's all-reduce buckets (``gradient_as_bucket_view``: no copy in and out of them).
+    """
     if not info.distributed:
         return module
+    if sync_buffers is None:
+        sync_buffers = buffers_can_drift(module)
     device_ids = [info.device.index] if info.device.type == "cuda" else None
     ddp = nn.parallel.DistributedDataParallel
-    # sync buffers from rank 0 at every forward (the keyword was renamed in newer torch releases)
+    # the keyword was renamed in newer torch releases
     params = inspect.signature(ddp).parameters
     sync = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
-    return ddp(module, device_ids=device_ids, **{sync: True})
+    per_rank = [f"{prefix}.{name}" if prefix else name for prefix, m in module.named_modules()
+                for name in getattr(m, "PER_RANK_BUFFERS", ())]
+    if per_rank:  # never broadcast, whatever else is (a Hamburger's bases key is per rank by design)
+        ddp._set_params_and_buffers_to_ignore_for_model(module, per_rank)
+    return ddp(module, device_ids=device_ids, gradient_as_bucket_view=True, **{sync: sync_buffers})
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -227,16 +268,45 @@ def shard_sizes(n: int, world_size: int) -> list[int]:
 # --------------------------------------------------------------------------------------------------------------------
 
 
+def _all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """The sum of ``x`` over the ranks of the default group, as a functional collective (dynamo traces it)."""
+    import torch.distributed._functional_collectives as funcol
+
+    return funcol.wait_tensor(funcol.all_reduce(x, "sum", dist.group.WORLD))
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Differentiable sum over ranks: the gradient of each rank's input is the sum over ranks of the output
+    gradients, so forward and backward are one all-reduce each (also on torch releases whose functional all-reduce
+    has no autograd formula)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return _all_reduce_sum(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return _all_reduce_sum(grad.contiguous())
+
+
 class CrossReplicaBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d whose training-mode statistics are those of the micro-batches of ALL ranks together.
 
     The official HamGAN code trains on TPUs with cross-replica batch norm: the statistics of the global batch. Here
-    the per-channel sum, then the sum of squared deviations from the global mean, are all-reduced (two small
-    collectives per layer, differentiable through ``torch.distributed.nn.functional.all_reduce``), so outputs,
-    gradients and running statistics equal those of one BatchNorm2d over the concatenated micro-batches. Works on
-    any backend (gloo on CPU, NCCL), unlike ``torch.nn.SyncBatchNorm`` (GPU only). Statistics in float32 also
-    under autocast. In eval mode, in a single process, or while :func:`local_batch_norm` is active, it is a plain
-    BatchNorm2d; state-dict keys are BatchNorm2d's.
+    each rank packs its per-channel [sum, sum of squares, count] into one tensor of 3C values, and ONE all-reduce sums
+    it over ranks; in backward ONE all-reduce sums the gradients of that packed tensor (:class:`_AllReduceSum`, over
+    the functional collective ``torch.distributed._functional_collectives.all_reduce``, which dynamo traces: G
+    compiles into whole graphs with ``train.compile``). Outputs, gradients and running statistics equal those of one
+    BatchNorm2d over the concatenated micro-batches; the micro-batches may differ in size. Works on any backend
+    (gloo on CPU, NCCL), unlike ``torch.nn.SyncBatchNorm`` (GPU only).
+
+    Precision: each rank's mean and biased variance come from ``torch.var_mean`` in float32 (centred, so accurate
+    whatever the mean); the packed sums ``n * mean`` and ``n * (var + mean^2)`` are formed, all-reduced and combined
+    in float64 (3C values, negligible cost), so the sum-of-squares form ``S2 / N - mean^2`` of the global variance
+    cancels in float64, not float32: its relative error stays at float32's ~1e-7 even where mean^2 / var is large.
+    Normalisation runs in float32, also under autocast; the output has the input's dtype. In eval mode, in a single
+    process, or while :func:`local_batch_norm` is active, it is a plain BatchNorm2d; state-dict keys are
+    BatchNorm2d's.
 
     Shapes: (B, C, H, W) -> (B, C, H, W).
     """
@@ -250,26 +320,27 @@ class CrossReplicaBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self._syncing():
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         self._check_input_dim(x)
         xf = x.float()
-        count = torch.full((1,), xf.numel() / xf.shape[1], dtype=torch.float32, device=xf.device)
-        totals = all_reduce(torch.cat([xf.sum((0, 2, 3)), count]))
-        n = totals[-1]
-        mean = totals[:-1] / n
-        centred = xf - mean.view(1, -1, 1, 1)
-        var = all_reduce(centred.square().sum((0, 2, 3))) / n  # biased, as batch norm normalises
+        var, mean = (s.double() for s in torch.var_mean(xf, dim=(0, 2, 3), unbiased=False))  # this rank's, (C,)
+        n = torch.full_like(mean, xf.numel() // xf.shape[1])
+        packed = torch.cat([mean * n, (var + mean.square()) * n, n])  # (3C,) float64
+        total, total_sq, count = _AllReduceSum.apply(packed).view(3, -1)
+        mean = total / count
+        var = (total_sq / count - mean.square()).clamp(min=0)  # biased, as batch norm normalises
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
-                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), momentum)
-                unbiased = var.detach() * n / (n - 1).clamp(min=1)
+                momentum = self.momentum if self.momentum is not None else 1.0 / self.num_batches_tracked
+                self.running_mean.lerp_(mean.to(self.running_mean.dtype), momentum)
+                unbiased = var * count / (count - 1).clamp(min=1)
                 self.running_var.lerp_(unbiased.to(self.running_var.dtype), momentum)
-        y = centred * torch.rsqrt(var + self.eps).view(1, -1, 1, 1)
+        scale = torch.rsqrt(var + self.eps).float()
         if self.affine:
-            y = y * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+            scale = scale * self.weight
+        y = (xf - mean.float().view(1, -1, 1, 1)) * scale.view(1, -1, 1, 1)
+        if self.affine:
+            y = y + self.bias.view(1, -1, 1, 1)
         return y.to(x.dtype)
 
 

@@ -4,6 +4,7 @@
     hamgan-eval stats runs/x/ckpt-000100000.pt --out g.npz --n 50000    # or a checkpoint, or a folder
     hamgan-eval fid A B [--json] [--bn standing]   # A, B: image folder, .npz, checkpoint (file or run folder), config
     hamgan-eval compare runs/ham runs/sagan --ref FOLDER|CONFIG.yaml [overrides]|ref.npz --n 50000 --json-out c.json
+    hamgan-eval compare --group ham='runs/ham-s*' --group sagan='runs/sa-s*' --ref ref.npz [--json]   # over seeds
 
 Folder FID equals ``python -m pytorch_fid A B`` (same files, decoding, network) to ~1e-6 relative with our exact
 float64 distance, and to ~1e-7 with ``--distance sqrtm``, pytorch-fid's own algorithm (see
@@ -11,11 +12,20 @@ float64 distance, and to ~1e-7 with ``--distance sqrtm``, pytorch-fid's own algo
 pytorch-fid), or kept in float (``--protocol hamgan-tf``, :mod:`hamgan.metrics.protocol`). A generator is sampled
 with the batch-norm statistics of ``--bn`` (:mod:`hamgan.bn_modes`; default: standing for the EMA generator).
 Every output names the protocol, the number of images, the BN mode and the reference.
+
+``compare --group NAME=GLOB`` (two or more groups, one model each): the runs of each group (run folders, latest
+checkpoint inside, or checkpoint files; or metric JSON files that ``compare --json-out`` wrote) are paired by the
+``train.seed`` of their checkpoint's config, and every pair of groups gets the paired statistics of
+:mod:`hamgan.metrics.paired` per metric: mean ± SD per model, the paired difference with its t and bootstrap
+intervals, the minimum detectable difference at 80% power and a verdict. Every run is sampled with the same
+``--seed`` (the same latents and labels for every model).
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
+import itertools
 import json
 import sys
 import warnings
@@ -26,7 +36,9 @@ from pathlib import Path
 import torch
 
 from hamgan.bn_modes import BNMode
-from hamgan.checkpoint import load_generator_ema
+from hamgan.checkpoint import CheckpointError, load_checkpoint, load_generator_ema
+from hamgan.config import from_dict, load_config
+from hamgan.data import build_dataset
 from hamgan.info import count_params
 from hamgan.metrics.features import (
     Extraction,
@@ -39,10 +51,14 @@ from hamgan.metrics.features import (
     load_reference,
     save_features,
 )
-from hamgan.metrics.fid import DISTANCE_METHODS, StatsError, frechet_distance, save_stats, warn_if_biased
-from hamgan.metrics.inception import InceptionFeatures
+from hamgan.metrics.fid import DISTANCE_METHODS, frechet_distance
+from hamgan.metrics.inception import InceptionFeatures, InceptionWeightsError
+from hamgan.metrics.intervals import BOOTSTRAP_SEED, CONFIDENCE, POWER
+from hamgan.metrics.paired import MDE_METHOD, PairingError, compare_groups, format_table, pair_by_seed
 from hamgan.metrics.protocol import DEFAULT_PROTOCOL, PROTOCOLS, Protocol, get_protocol
+from hamgan.metrics.stats import StatsError, save_stats, warn_if_biased
 from hamgan.metrics.summary import METRICS, summarize
+from hamgan.nn.networks import Discriminator
 from hamgan.sample import add_bn_arguments, bn_from_args
 
 ZERO_HEAD_WARNING = ("Inception head weights are zero; IS meaningless — use pytorch-fid's downloaded weights "
@@ -131,9 +147,6 @@ def compute(source: Source, args: argparse.Namespace, inception: InceptionFeatur
         ext = folder_statistics(source.path, inception, args.batch_size, args.device, args.num_workers, **common)
         result = Result(Reference.from_extraction(ext, protocol.name, str(source)), ext)
     elif source.kind == "config":
-        from hamgan.config import load_config
-        from hamgan.data import build_dataset
-
         cfg = load_config(source.path, source.overrides)
         dataset = build_dataset(cfg)
         ext = dataset_statistics(dataset, inception, args.n, args.batch_size, args.device, args.num_workers,
@@ -227,10 +240,10 @@ def _cell(row: dict, key: str, fmt: str, scale: float = 1.0) -> str:
     return format(row[key] * scale, fmt) if key in row else "-"
 
 
-def cmd_compare(args: argparse.Namespace) -> None:
-    from hamgan.nn.networks import Discriminator
-
-    metrics = None if args.metrics == "auto" else tuple(m.strip() for m in args.metrics.split(","))
+def compare_reference(args: argparse.Namespace) -> tuple[Reference, InceptionFeatures]:
+    """The reference statistics of ``--ref`` and the Inception network of a comparison."""
+    if not args.ref:
+        raise ValueError("compare needs --ref (the real images' statistics), given last")
     ref_source = parse_source(args.ref[0], args.ref[1:])
     ref = compute(ref_source, args, None).ref if ref_source.kind == "npz" else None  # fail early on a bad file
     inception = load_inception(args)
@@ -241,7 +254,37 @@ def cmd_compare(args: argparse.Namespace) -> None:
         args.n = n_given
     if inception.head_is_zero:
         print(f"warning: {ZERO_HEAD_WARNING}", file=sys.stderr)
+    return ref, inception
+
+
+def checkpoint_row(ckpt: str | Path, args: argparse.Namespace, inception: InceptionFeatures,
+                   ref: Reference) -> tuple[dict, Result]:
+    """The compare row of one checkpoint (or run folder: its latest checkpoint): metrics and how they were made."""
+    metrics = None if args.metrics == "auto" else tuple(m.strip() for m in args.metrics.split(","))
     is_bias = inception.logits_bias if args.is_bias else None
+    result = compute(parse_source(str(ckpt)), args, inception, keep_logits=True, keep_features=True)
+    metrics_row = summarize(result.ext, ref, metrics, args.splits, is_bias, args.per_class, args.kid_subsets,
+                            args.kid_subset_size, seed=args.seed, distance=args.distance)
+    row = {"checkpoint": str(ckpt), "step": result.step, "train_seed": result.cfg.train.seed,
+           "train_paired": result.cfg.train.paired,
+           "context": context_name(result.cfg.model), "params_g": count_params(result.G),
+           "params_d": count_params(Discriminator(result.cfg.model)),
+           **metrics_row, "is_meaningful": not inception.head_is_zero, "n": result.ref.n, "ema": args.ema,
+           **result.bn.as_dict(), "truncation": args.truncation, "seed": args.seed, "protocol": args.protocol,
+           "distance": args.distance, "ref": ref.source, "ref_n": ref.n}
+    return row, result
+
+
+def run_metrics(path: Path, args: argparse.Namespace, ref: Reference, inception: InceptionFeatures) -> dict:
+    """The metrics row of one run of a ``--group`` (the row of :func:`checkpoint_row`)."""
+    return checkpoint_row(path, args, inception, ref)[0]
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    if args.group:
+        cmd_compare_groups(args)
+        return
+    ref, inception = compare_reference(args)
     print(f"\nprotocol {args.protocol_spec.describe()}; reference {ref.source} ({ref.n} images); "
           f"{args.n} samples per checkpoint ({'EMA' if args.ema else 'raw'} G"
           f"{f', truncation {args.truncation}' if args.truncation else ''}, seed {args.seed}); "
@@ -251,14 +294,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(header + "\n" + "| --- | ---: | --- | ---: | ---: | --- |" + " ---: |" * (7 + args.per_class), flush=True)
     rows = []
     for ckpt in args.checkpoints:
-        result = compute(parse_source(ckpt), args, inception, keep_logits=True, keep_features=True)
-        metrics_row = summarize(result.ext, ref, metrics, args.splits, is_bias, args.per_class, args.kid_subsets,
-                                args.kid_subset_size, seed=args.seed, distance=args.distance)
-        row = {"checkpoint": str(ckpt), "step": result.step, "context": context_name(result.cfg.model),
-               "params_g": count_params(result.G), "params_d": count_params(Discriminator(result.cfg.model)),
-               **metrics_row, "is_meaningful": not inception.head_is_zero, "n": result.ref.n, "ema": args.ema,
-               **result.bn.as_dict(), "truncation": args.truncation, "seed": args.seed, "protocol": args.protocol,
-               "distance": args.distance, "ref": ref.source, "ref_n": ref.n}
+        row, result = checkpoint_row(ckpt, args, inception, ref)
         rows.append(row)
         is_text = f"{row['is_mean']:.2f} ± {row['is_std']:.2f}" if "is_mean" in row else "-"
         kid = (f"{row['kid_mean'] * 1e3:.2f} ± {row['kid_std'] * 1e3:.2f}" if "kid_mean" in row else "-")
@@ -278,6 +314,109 @@ def cmd_compare(args: argparse.Namespace) -> None:
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(rows, indent=2) + "\n")
+        print(f"\nwrote {args.json_out}")
+
+
+def parse_groups(specs: Sequence[str]) -> dict[str, list[Path]]:
+    """``["ham=runs/ham-s*", ...]`` -> ``{"ham": [paths]}`` in the order given (a name given twice gathers both
+    globs); a glob that matches nothing, or fewer than two groups, is an error."""
+    groups: dict[str, list[Path]] = {}
+    for spec in specs:
+        name, sep, pattern = spec.partition("=")
+        if not sep or not name or not pattern:
+            raise ValueError(f"--group takes NAME=GLOB (e.g. --group ham='runs/ham-s*'), got {spec!r}")
+        paths = sorted(Path(p) for p in glob.glob(pattern))
+        if not paths:
+            raise ValueError(f"--group {name}: '{pattern}' matches no run folder, checkpoint or JSON file")
+        groups.setdefault(name, []).extend(paths)
+    if len(groups) < 2:
+        raise ValueError(f"compare --group needs two or more groups (models) to compare, got {list(groups)}")
+    return groups
+
+
+def checkpoint_seed(path: Path) -> int:
+    """``train.seed`` of the config stored in a checkpoint (a run folder: its latest checkpoint)."""
+    return from_dict(load_checkpoint(path).get("config", {})).train.seed
+
+
+def json_rows(path: Path) -> list[dict]:
+    """The metric rows of a JSON file of ``compare --json-out`` (a list of rows, or one row)."""
+    rows = json.loads(path.read_text())
+    rows = [rows] if isinstance(rows, dict) else rows
+    for row in rows:
+        if not isinstance(row, dict) or row.get("train_seed") is None:
+            raise ValueError(f"'{path}': a metric row without 'train_seed' (written by an older hamgan-eval "
+                             "compare?); recompute it with hamgan-eval compare ... --json-out, or give the run folder")
+    return rows
+
+
+def cmd_compare_groups(args: argparse.Namespace) -> None:
+    """``compare --group``: the runs of each group by seed, and the paired statistics of every pair of groups.
+
+    The seeds are read and paired first (a missing or repeated seed fails before any sampling); then the metrics of
+    every run that is paired with some other group's run are computed (or read from its JSON file)."""
+
+    if args.checkpoints:
+        raise ValueError("give either CHECKPOINTS or --group NAME=GLOB groups, not both")
+    groups = parse_groups(args.group)
+    members: dict[str, dict[int, Path | dict]] = {}  # group -> train seed -> checkpoint path or JSON row
+    for name, paths in groups.items():
+        by_seed: dict[int, Path | dict] = {}
+        for path in paths:
+            for seed, member in ([(int(r["train_seed"]), r) for r in json_rows(path)] if path.suffix == ".json"
+                                 else [(checkpoint_seed(path), path)]):
+                if seed in by_seed:
+                    first = by_seed[seed] if isinstance(by_seed[seed], Path) else by_seed[seed].get("checkpoint")
+                    raise PairingError(f"group {name}: train.seed {seed} twice ({first} and {path}); give one run "
+                                       "per seed and model")
+                by_seed[seed] = member
+        members[name] = by_seed
+    used: dict[str, set[int]] = {name: set() for name in groups}
+    dropped: dict[tuple[str, str], dict[str, list[int]]] = {}
+    for a, b in itertools.combinations(groups, 2):
+        seeds, dropped[a, b] = pair_by_seed(members[a], members[b], (a, b), args.drop_unpaired)
+        used[a].update(seeds)
+        used[b].update(seeds)
+    ref = inception = None
+    if any(isinstance(members[name][s], Path) for name in groups for s in used[name]):
+        ref, inception = compare_reference(args)
+    runs: dict[str, dict[int, dict]] = {}
+    for name in groups:
+        runs[name] = {}
+        for seed in sorted(used[name]):
+            member = members[name][seed]
+            row = member if isinstance(member, dict) else {
+                **run_metrics(member, args, ref, inception), "checkpoint": str(member), "train_seed": seed}
+            runs[name][seed] = row
+            print(f"{name}, seed {seed}: {row.get('checkpoint')}: FID {row.get('fid', float('nan')):.4g}",
+                  file=sys.stderr, flush=True)
+    comparisons = [{**compare_groups(runs[a], runs[b], (a, b), drop_unpaired=True,
+                                     resamples=args.bootstrap_resamples, seed=BOOTSTRAP_SEED),
+                    "dropped": dropped[a, b]}  # the unpaired seeds of the two groups' members, not only of runs
+                   for a, b in itertools.combinations(groups, 2)]
+    out = {"groups": {name: [by_seed[s] for s in sorted(by_seed)] for name, by_seed in runs.items()},
+           "comparisons": comparisons, "confidence": CONFIDENCE, "power": POWER, "mde_method": MDE_METHOD,
+           "bootstrap": {"resamples": args.bootstrap_resamples, "seed": BOOTSTRAP_SEED, "interval": "percentile"},
+           "eval_seed": args.seed}
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(out, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(out))
+        return
+    print(f"\npaired by train.seed; {round(100 * CONFIDENCE)}% intervals (t; percentile bootstrap of "
+          f"{args.bootstrap_resamples} resamples, seed {BOOTSTRAP_SEED}); MDE: smallest true difference a "
+          f"two-sided paired t-test at alpha {1 - CONFIDENCE:.2f} detects with {round(100 * POWER)}% power "
+          f"({MDE_METHOD})")
+    unpaired = sorted(str(r.get("checkpoint")) for rows in runs.values() for r in rows.values()
+                      if r.get("train_paired") is False)
+    if unpaired:
+        print(f"note: {len(unpaired)} run(s) trained with train.paired=false (e.g. {unpaired[0]}): their seeds share "
+              "the data order only, not the initial weights, latents or bases; the pairing removes less variance")
+    for c in comparisons:
+        dropped = "".join(f"; dropped: {k} seeds {v} (unpaired)" for k, v in c["dropped"].items())
+        print(f"\n{c['a']} vs {c['b']}: seeds {c['seeds']}{dropped}\n\n{format_table(c)}")
+    if args.json_out:
         print(f"\nwrote {args.json_out}")
 
 
@@ -335,10 +474,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", parents=[common],
                        help="FID, KID, precision, recall, density, coverage, IS, size and context of checkpoints")
-    c.add_argument("checkpoints", nargs="+", help="checkpoint files or run folders")
-    c.add_argument("--ref", required=True, nargs="+", metavar="REF",
+    c.add_argument("checkpoints", nargs="*", help="checkpoint files or run folders (or use --group)")
+    c.add_argument("--group", action="append", default=[], metavar="NAME=GLOB",
+                   help="a model's runs over seeds: run folders (latest checkpoint), checkpoints or metric JSON files "
+                        "(--json-out of compare); give two or more groups. They are paired by train.seed and "
+                        "compared with paired intervals, the minimum detectable difference and a verdict")
+    c.add_argument("--drop-unpaired", action="store_true",
+                   help="with --group: leave out (and report) seeds missing from a group instead of failing")
+    c.add_argument("--bootstrap-resamples", type=int, default=10_000,
+                   help="with --group: resamples of the bootstrap interval (default 10000)")
+    c.add_argument("--json", action="store_true", help="with --group: print the comparison as JSON, not a table")
+    c.add_argument("--ref", nargs="+", metavar="REF",
                    help="reference: image folder, data set config .yaml followed by its overrides, features file "
-                        "(hamgan-eval stats --features) or mu/sigma .npz (FID and IS only). Put it last")
+                        "(hamgan-eval stats --features) or mu/sigma .npz (FID and IS only). Put it last. Needed "
+                        "unless every --group member is a metric JSON file")
     c.add_argument("--ref-n", type=int, default=None, help="images of a data set reference (default all)")
     c.add_argument("--metrics", default="auto",
                    help=f"comma-separated subset of {','.join(METRICS)} (auto: all the reference allows)")
@@ -361,6 +510,10 @@ def _check_args(args: argparse.Namespace) -> None:
     args.batch_size = 50 if args.batch_size is None else args.batch_size
     if args.command == "compare" and args.n is None:
         args.n = args.protocol_spec.n
+    if args.command == "compare" and not args.checkpoints and not args.group:
+        raise ValueError("compare needs CHECKPOINTS (run folders or checkpoint files) or --group NAME=GLOB groups")
+    if args.command == "compare" and args.bootstrap_resamples < 1:
+        raise ValueError(f"--bootstrap-resamples must be >= 1, got {args.bootstrap_resamples}")
     for name in ("n", "ref_n"):
         value = getattr(args, name, None)
         if value is not None and value <= 0:
@@ -375,9 +528,6 @@ def _check_args(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from hamgan.checkpoint import CheckpointError
-    from hamgan.metrics.inception import InceptionWeightsError
-
     args = build_parser().parse_args(argv)
     default_format = warnings.formatwarning
     warnings.formatwarning = lambda message, category, *rest, **kw: f"warning: {message}\n"

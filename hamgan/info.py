@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Parameters, MACs and shapes of the generator and discriminator of a config.",
     )
     parser.add_argument("config", help="config YAML file")
-    parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. model.context=attention")
+    parser.add_argument("overrides", nargs="*", help="dotted.key=value overrides, e.g. model.g.context=attention")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--no-layers", action="store_true", help="leave out the layer-by-layer layout")
     args = parser.parse_args(argv)

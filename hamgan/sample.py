@@ -20,7 +20,6 @@ standing statistics for the EMA generator and running ones for the raw G.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from collections.abc import Iterator, Sequence
@@ -32,6 +31,8 @@ import torch.nn as nn
 from torchvision.utils import save_image
 
 from hamgan.bn_modes import BN_MODES, SN_REFRESH_EMA, BNMode, default_mode, sampling_mode
+from hamgan.checkpoint import CheckpointError, load_generator_ema
+from hamgan.latents import check_classes, label_pool, seeded_rng, truncated_z
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -44,50 +45,6 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"expected images (B, 1 or 3, H, W), got shape {tuple(x.shape)}")
     u8 = ((x.float() + 1) / 2).mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
     return u8.expand(-1, 3, -1, -1).contiguous() if u8.shape[1] == 1 else u8
-
-
-def truncated_z(n: int, z_dim: int, truncation: float | None = None, generator: torch.Generator | None = None,
-                ) -> torch.Tensor:
-    """(n, z_dim) standard normal latents; with ``truncation`` T, drawn from the normal truncated to [-T, T].
-
-    Truncated draws use the inverse CDF (``sqrt(2) erfinv(u erf(T / sqrt 2))``, u uniform in (-1, 1), in float64):
-    one uniform per entry, no redraw loop, and T -> 0 gives latents -> 0.
-    """
-    if truncation is not None and truncation <= 0:
-        raise ValueError(f"truncation must be > 0 (or None for no truncation), got {truncation}")
-    if truncation is None:
-        return torch.randn(n, z_dim, generator=generator)
-    u = torch.rand(n, z_dim, generator=generator, dtype=torch.float64) * 2 - 1
-    mass = torch.special.erf(torch.tensor(truncation / 2 ** 0.5, dtype=torch.float64))
-    z = 2 ** 0.5 * torch.special.erfinv(u * mass)
-    return z.clamp(-truncation, truncation).float()
-
-
-@contextlib.contextmanager
-def seeded_rng(seed: int, device: str | torch.device) -> Iterator[None]:
-    """Run with torch's global RNG (CPU, and ``device`` if CUDA) seeded, restoring it afterwards.
-
-    The Hamburger draws its initial bases from the global RNG in every forward pass; seeding it makes samples
-    reproducible without disturbing the caller's random state.
-    """
-    devices = [device] if torch.device(device).type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
-def check_classes(classes: Sequence[int], num_classes: int) -> None:
-    bad = [c for c in classes if not 0 <= c < num_classes]
-    if bad:
-        raise ValueError(f"class index {bad[0]} is out of range: this generator has {num_classes} classes "
-                         f"(valid: 0..{num_classes - 1})")
-
-
-def label_pool(G: nn.Module, classes: Sequence[int] | None = None) -> torch.Tensor:
-    """The labels samples are drawn from uniformly: ``classes`` (checked) or all of G's classes, long (K,)."""
-    pool = torch.arange(G.num_classes) if classes is None else torch.as_tensor(list(classes), dtype=torch.long)
-    check_classes(pool.tolist(), G.num_classes)
-    return pool
 
 
 def to_float255(x: torch.Tensor) -> torch.Tensor:
@@ -245,8 +202,6 @@ def run(args: argparse.Namespace) -> str:
     """Do what the parsed command line asks; returns a one-line summary."""
     from tqdm import tqdm
 
-    from hamgan.checkpoint import load_generator_ema
-
     if args.truncation is not None and args.truncation <= 0:
         raise ValueError(f"--truncation must be > 0, got {args.truncation}")
     if args.n is not None and args.n <= 0:
@@ -306,8 +261,6 @@ def run(args: argparse.Namespace) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from hamgan.checkpoint import CheckpointError
-
     try:
         print(run(args))
     except (ValueError, CheckpointError) as e:

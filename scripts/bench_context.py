@@ -54,10 +54,9 @@ import torch.nn as nn
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from hamgan.info import count_params  # noqa: E402
-from hamgan.nn import FullSelfAttention, Hamburger, SelfAttention  # noqa: E402
+from hamgan.config import load_config
+from hamgan.info import count_params, model_info
+from hamgan.nn import Discriminator, FullSelfAttention, Generator, Hamburger, SelfAttention
 
 BLOCKS = ("ham-nmf", "ham-cd", "ham-vq", "attention-full", "attention-sagan")
 SWEEP_BLOCKS = ("ham-nmf", "attention-full", "attention-sagan")
@@ -248,10 +247,6 @@ def config_entries(specs: list[str], batch: int) -> tuple[list[Entry], list[dict
     ``context`` rows of ``python -m hamgan.info``. Returns the entries for :func:`measure_blocks` and, for each, its
     config, network and that network's parameters and MACs at batch 1 (for the context block's share).
     """
-    from hamgan.config import load_config
-    from hamgan.info import model_info
-    from hamgan.nn import Discriminator, Generator
-
     entries, meta = [], []
     for spec in specs:
         path, *overrides = spec.split(",")

@@ -29,7 +29,8 @@ from pytorch_fid import fid_score
 from pytorch_fid.inception import InceptionV3
 
 from hamgan.metrics.features import default_workers, folder_batches, list_images
-from hamgan.metrics.fid import FeatureStats, frechet_distance
+from hamgan.metrics.fid import frechet_distance
+from hamgan.metrics.stats import FeatureStats
 from hamgan.metrics.summary import frechet_distance_of_features
 from hamgan.metrics.inception import InceptionFeatures
 

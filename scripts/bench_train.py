@@ -53,7 +53,7 @@ CONFIGS = {
     (32, "none"): ("fmnist32_none.yaml", []),
     (128, "ham"): ("imagenet128_hamgan_baby.yaml", []),
     (128, "attention"): ("imagenet128_sagan.yaml", []),
-    (128, "none"): ("imagenet128_hamgan_baby.yaml", ["model.context=none"]),
+    (128, "none"): ("imagenet128_hamgan_baby.yaml", ["model.g.context=none", "model.d.context=none"]),
 }
 CONTEXTS = ("ham", "attention", "none")
 

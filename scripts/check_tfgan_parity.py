@@ -60,7 +60,7 @@ OPS = {
 def ensure_venv(venv: Path) -> Path:
     """The python of ``venv`` with tensorflow-gan importable; the venv is created (pip, :data:`TF_PINS`) if needed."""
     python = venv / "bin" / "python"
-    check = [str(python), "-c", "import tensorflow_gan.examples.self_attention_estimator.ops"]
+    check = [str(python), __file__, "--tf-check"]  # this file, run by the venv's python: see tf_check
     if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
         return python
     print(f"creating the TF venv {venv} ({' '.join(TF_PINS)}); minutes, once", flush=True)
@@ -80,6 +80,11 @@ def tf_value(name: str, weights: dict[str, np.ndarray]) -> np.ndarray:
     if name not in weights:
         raise KeyError(f"no hamgan value for the TF variable {name}")
     return weights[name]
+
+
+def tf_check() -> None:
+    """Fails (ImportError) unless TF-GAN's self-attention example imports: the test of a usable TF venv."""
+    import tensorflow_gan.examples.self_attention_estimator.ops  # noqa: F401
 
 
 def tf_worker(inp: str, out: str) -> None:
@@ -172,7 +177,8 @@ def tf_worker(inp: str, out: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# The torch side
+# The torch side (torch and hamgan are imported inside its functions: this file also runs, as the TF side, under the
+# TF venv's python, which has neither)
 # --------------------------------------------------------------------------------------------------------------------
 
 
@@ -356,11 +362,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tol", type=float, default=1e-4, help="largest relative difference allowed (1e-4)")
     parser.add_argument("--tf-worker", nargs=2, metavar=("IN", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--tf-check", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.tf_check:
+        tf_check()
+        return 0
     if args.tf_worker:
         tf_worker(*args.tf_worker)
         return 0
-    sys.path.insert(0, str(ROOT))
     python = ensure_venv(args.venv.expanduser())
     payload, ours = torch_side(args)
     with tempfile.TemporaryDirectory() as tmp:

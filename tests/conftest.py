@@ -10,9 +10,9 @@ from typing import Callable
 
 import pytest
 
-TINY_MODEL = {"resolution": 32, "num_classes": 3, "z_dim": 16, "ham": {"steps": 2},
-              "g": {"channels": 8, "context_res": 16, "ham_rank": 4},
-              "d": {"channels": 8, "context_res": 16, "ham_rank": 4}}
+TINY_MODEL = {"resolution": 32, "num_classes": 3, "z_dim": 16,
+              "g": {"channels": 8, "context_res": 16, "ham": {"steps": 2, "rank": 4}},
+              "d": {"channels": 8, "context_res": 16, "ham": {"steps": 2, "rank": 4}}}
 
 
 @pytest.fixture
@@ -32,7 +32,10 @@ def tiny_checkpoint() -> Callable[..., Path]:
 
     def write(path, step: int = 7, img_channels: int = 3, context: str = "ham", ema: bool = True) -> Path:
         torch.manual_seed(0)
-        cfg = from_dict({"model": {**TINY_MODEL, "img_channels": img_channels, "context": context}})
+        model = copy.deepcopy(TINY_MODEL)
+        model["img_channels"] = img_channels
+        model["g"]["context"] = model["d"]["context"] = context
+        cfg = from_dict({"model": model})
         G, D, G_ema = Generator(cfg.model), Discriminator(cfg.model), Generator(cfg.model)
         save_checkpoint({"config": to_dict(cfg), "step": step, "G": G.state_dict(), "D": D.state_dict(),
                          "G_ema": G_ema.state_dict() if ema else None}, path)
@@ -58,10 +61,12 @@ def fid_weights() -> Path:
 
 @pytest.fixture(scope="session")
 def readme():
-    """``readme(heading)``: README.md's section from the ``## `` heading that starts with ``heading`` to the next."""
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    """``readme(heading, page="README.md")``: the section of a Markdown page of the repository (README.md, docs/...,
+    results/...) from the ``## `` heading that starts with ``heading`` to the next ``## `` heading."""
+    root = Path(__file__).resolve().parent.parent
 
-    def section(heading: str) -> str:
+    def section(heading: str, page: str = "README.md") -> str:
+        text = (root / page).read_text()
         start = text.index(f"## {heading}")
         end = text.find("\n## ", start + 1)
         return text[start:] if end < 0 else text[start:end]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hamgan.config import Config, ConfigError, from_dict, load_config, parse_override, save_config, to_dict
 
@@ -56,8 +57,6 @@ def test_yaml_1_1_float_strings_and_ints_as_floats(tmp_path):
         ("train.compile=yes please", "config key 'train.compile' must be true or false"),
         ("model.g.context=transformer", "config key 'model.g.context' must be one of 'none', 'ham', 'attention', "
                                         "'ylg'"),
-        ("model.context=transformer", "config key 'model.context' must be one of 'none', 'ham', 'attention', "
-                                      "'ylg' (it sets model.g.context and model.d.context)"),  # the old key
         ("model.bn.eps=small", "config key 'model.bn.eps' must be of type float"),
         ("model.sn.bound=two", "config key 'model.sn.bound' must be one of 'at_most_one', 'exact'"),
         ("data.resize=nearest", "config key 'data.resize' must be one of 'tf-bilinear', 'pil-bicubic'"),
@@ -65,7 +64,6 @@ def test_yaml_1_1_float_strings_and_ints_as_floats(tmp_path):
         ("model.resolution=48", "config key 'model.resolution' must be one of 32, 64, 128"),
         ("train.betas=0.9", "config key 'train.betas' must be a list"),
         ("train.betas=[0.0,x]", "config key 'train.betas[1]' must be of type float"),
-        ("model.ham=3", "config key 'model.ham' is a section"),
         ("model.g.ham=3", "config key 'model.g.ham' is a section"),
         ("train.steps", "override 'train.steps' must look like dotted.key=value"),
         ("train.steps=[1,", "is not valid YAML"),
@@ -141,13 +139,37 @@ def test_fmnist_configs_differ_only_in_the_context():
     assert (ham["model.g.ham.bread_bias"], ham["data.resize"]) == (True, "pil-bicubic")
 
 
-def test_fmnist_configs_are_the_old_configs_migrated():
-    """configs/fmnist32_*.yaml in the new schema resolve to exactly what the files before it did (copies in
-    tests/fixtures/legacy/configs), so old run folders resume with them."""
-    legacy = CONFIGS.parent / "tests" / "fixtures" / "legacy" / "configs"
-    for name in ("hamgan", "sagan", "none"):
-        assert to_dict(load_config(CONFIGS / f"fmnist32_{name}.yaml")) == to_dict(
-            load_config(legacy / f"fmnist32_{name}.yaml")), name
+OLD_SCHEMA = "belongs to the schema before per-network context settings"
+
+
+@pytest.mark.parametrize("key, model", [
+    ("model.context", {"context": "attention"}),
+    ("model.ham", {"ham": {"kind": "cd"}}),
+    ("model.g.ham_rank", {"g": {"channels": 8, "ham_rank": 4}}),
+    ("model.d.ham_dim", {"d": {"ham_dim": 12}}),
+])
+def test_old_schema_mapping_file_and_override_get_one_error_naming_the_change(tmp_path, key, model):
+    """The schema before per-network context settings is refused, wherever it comes from (a checkpoint's config
+    mapping, a config file, an override), with one error that says how to write each old key."""
+    how = ("write model.context as model.g.context and model.d.context; model.ham.<key> as model.g.ham.<key> and "
+           "model.d.ham.<key>; model.<g|d>.ham_dim / ham_rank as model.<g|d>.ham.dim / ham.rank")
+    with pytest.raises(ConfigError, match=f"^config key '{key}' {OLD_SCHEMA}") as err:
+        from_dict({"model": model})
+    assert how in str(err.value) and "model.init=orthogonal" in str(err.value)  # and the old recipe's keys
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump({"model": model}))
+    with pytest.raises(ConfigError, match=f"^config file '{path}': config key '{key}' {OLD_SCHEMA}"):
+        load_config(path)
+    leaf = {"model.ham": "model.ham.steps", "model.g.ham_rank": "model.g.ham_rank"}.get(key, key)
+    with pytest.raises(ConfigError, match=f"^config key '{leaf}' {OLD_SCHEMA}"):
+        load_config(None, [f"{leaf}=3"])
+
+
+def test_new_keys_that_resemble_old_ones_are_not_refused_as_old():
+    cfg = load_config(None, ["model.g.context=none", "model.d.ham.rank=3", "model.g.ham.dim=8"])
+    assert (cfg.model.g.context, cfg.model.d.ham.rank, cfg.model.g.ham.dim) == ("none", 3, 8)
+    with pytest.raises(ConfigError, match="unknown config key 'model.g.ham_size'"):
+        load_config(None, ["model.g.ham_size=3"])
 
 
 def test_include_merges_files_in_order_then_the_file_itself(tmp_path):

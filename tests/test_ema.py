@@ -44,3 +44,26 @@ def test_buffers_are_copied():
 def test_bad_decay():
     with pytest.raises(ValueError, match="decay must be in"):
         EMA(make_net(), decay=1.0)
+
+
+def test_update_is_one_foreach_call_equal_to_the_per_tensor_update(monkeypatch):
+    """Issue 21: the EMA update is one ``torch._foreach_lerp_`` over all parameters (one fused kernel on CUDA, not
+    two per tensor), equal to ``lerp_`` tensor by tensor up to float32 rounding (the same formula)."""
+    torch.manual_seed(1)
+    net = nn.Sequential(spectral_norm(nn.Conv2d(3, 4, 3)), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1))
+    ema = EMA(net, decay=0.9, start=0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p))
+    net(torch.randn(2, 3, 5, 5))  # moves the buffers
+    expected = {name: e.detach().clone().lerp_(p.detach(), 0.1)
+                for (name, e), p in zip(ema.model.named_parameters(), net.parameters())}
+    calls = []
+    lerp = torch._foreach_lerp_
+    monkeypatch.setattr(torch, "_foreach_lerp_", lambda *a: calls.append(len(a[0])) or lerp(*a))
+    ema.update(net, step=1)
+    assert calls == [len(expected)]
+    for name, e in ema.model.named_parameters():
+        torch.testing.assert_close(e, expected[name], atol=1e-6, rtol=1e-6)
+    for (name, b), (_, e) in zip(net.named_buffers(), ema.model.named_buffers()):
+        assert torch.equal(b, e), name

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import yaml
 
-from hamgan.config import from_dict
+from hamgan.config import from_dict, load_config
 from hamgan.evaluate import ZERO_HEAD_WARNING, context_name, main, parse_source
-from hamgan.metrics.fid import StatsError, frechet_distance, load_stats, save_stats
+from hamgan.metrics.fid import frechet_distance
+from hamgan.metrics.stats import StatsError, load_stats, save_stats
 
 def random_stats(seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Well-conditioned 2048-d statistics (a singular sigma makes scipy's sqrtm run twice: slow)."""
@@ -40,8 +41,12 @@ def test_sources_are_classified(tmp_path):
 
 def test_context_names(tiny_model):
     assert context_name(from_dict({"model": tiny_model}).model) == "ham-nmf @16/16"
-    assert context_name(from_dict({"model": {**tiny_model, "context": "attention"}}).model) == "attention @16/16"
-    assert context_name(from_dict({"model": {**tiny_model, "context": "none"}}).model) == "none"
+    for context, name in (("attention", "attention @16/16"), ("none", "none")):
+        model = {**tiny_model, **{net: {**tiny_model[net], "context": context} for net in ("g", "d")}}
+        assert context_name(from_dict({"model": model}).model) == name
+    mixed = load_config(None, ["model.d.context=none", "model.g.context_res=64"]).model
+    assert context_name(mixed) == "G ham-nmf @64, D none"
+    assert context_name(load_config(None, ["model.d.ham.kind=cd"]).model) == "G ham-nmf @32, D ham-cd @32"
 
 
 def test_fid_of_two_npz_files(tmp_path, capsys):

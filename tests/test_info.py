@@ -23,10 +23,9 @@ CONFIG_128 = """\
 model:
   resolution: 128
   num_classes: 1000
-  context: ham
   init: normal
-  g: {channels: 64, context_res: 32, ham_rank: 32}
-  d: {channels: 64, context_res: 32, ham_rank: 16}
+  g: {channels: 64, context: ham, context_res: 32, ham: {rank: 32}}
+  d: {channels: 64, context: ham, context_res: 32, ham: {rank: 16}}
 """
 
 
@@ -82,9 +81,10 @@ def test_cli_prints_table_matching_the_model(config_128):
 
 
 def test_json_counts_and_context_macs(config_128, capsys):
-    assert main([str(config_128), "model.context=attention", "--json"]) == 0
+    attention = ["model.g.context=attention", "model.d.context=attention"]
+    assert main([str(config_128), *attention, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    cfg = load_config(config_128, ["model.context=attention"]).model
+    cfg = load_config(config_128, attention).model
     assert info["G"]["params"] == sum(p.numel() for p in Generator(cfg).parameters())
     assert info["D"]["params"] == sum(p.numel() for p in Discriminator(cfg).parameters())
     assert info["G"]["output_shape"] == [1, 3, 128, 128] and info["D"]["output_shape"] == [1]
@@ -103,7 +103,7 @@ def test_ham_context_macs_include_the_decomposition_iterations(config_128, capsy
     """Each of the K no-grad iterations adds one NMF round to the count."""
     info = {}
     for k in (2, 3):
-        main([str(config_128), f"model.ham.steps={k}", "--json"])
+        main([str(config_128), f"model.g.ham.steps={k}", f"model.d.ham.steps={k}", "--json"])
         info[k] = json.loads(capsys.readouterr().out)
         assert info[k]["G"]["context"]["steps"] == k
     for net, c, r in (("G", 256, 32), ("D", 128, 16)):
@@ -141,11 +141,11 @@ def test_layer_layout_of_hamgan_baby_beside_the_official_scopes(capsys):
     assert "| context.norm | cond. BN | 32 | 256 x 1000 classes | 512,000 | - | generator/g_ops/upper_bread_bn |" in out
 
 
-def test_readme_shows_the_layout_that_hamgan_info_prints(capsys, readme):
-    """Issue 10 item 6: README's layout of HamGAN-128 is the one ``python -m hamgan.info`` prints, every row of it
-    (a regression: an edit of the README once dropped this section, and nothing noticed)."""
+def test_docs_show_the_layout_that_hamgan_info_prints(capsys, readme):
+    """Issue 10 item 6: docs/recipe.md's layout of HamGAN-128 is the one ``python -m hamgan.info`` prints, every row of
+    it (a regression: an edit of the README once dropped this section, and nothing noticed)."""
     assert main([str(ROOT / "configs" / "imagenet128_hamgan_baby.yaml")]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
-    section = readme("Layout of HamGAN-128 beside the official one")
+    section = readme("Layout of HamGAN-128 beside the official one", "docs/recipe.md")
     assert len(rows) > 40 and [r for r in rows if r not in section] == []
     assert "G layers (42,640,004 parameters)" in section and "39,475,906" in section

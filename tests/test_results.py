@@ -1,9 +1,11 @@
-"""The committed Fashion-MNIST study (results/fmnist32, issue 12) is complete, self-consistent and is what the README
-reports: 5 seeds of HamGAN / SAGAN / no context (3 of Ham CD / VQ), FID of >= 5,000 samples with standing batch-norm
-statistics, paired differences recomputed here from the per-seed rows, and the README quotes them."""
+"""The committed Fashion-MNIST study (results/fmnist32, issue 12) is complete, self-consistent and is what its report
+says: 5 seeds of HamGAN / SAGAN / no context (3 of Ham CD / VQ), FID of >= 5,000 samples with standing batch-norm
+statistics, paired differences recomputed here from the per-seed rows; and every figure of its report
+(results/fmnist32/README.md, corrected by issue 23) is recomputed here from those rows, rounded as printed."""
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,8 @@ from PIL import Image
 from scipy import stats
 
 from hamgan.checkpoint import load_generator
+from hamgan.metrics.intervals import min_detectable_difference, min_detectable_difference_approx
+from studies.fmnist32.statistics import improving, paired_difference
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results" / "fmnist32"
@@ -32,8 +36,13 @@ def rows() -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def readme_section(readme) -> str:
-    return readme("Reproducing the paper's claim at small scale")
+def report() -> str:
+    return (RESULTS / "README.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def rerun_rows() -> list[dict]:
+    return json.loads((RESULTS / "rerun" / "runs.json").read_text())
 
 
 def test_study_options_are_the_issues_protocol(summary):
@@ -90,17 +99,168 @@ def test_paired_differences_are_recomputed_per_seed(summary, pair):
     assert low <= diffs.mean() <= high
 
 
-def test_readme_quotes_the_table_and_the_paired_intervals(summary, readme_section):
-    assert "standing" in readme_section and "5,000" in readme_section
+def final_values(rows: list[dict], model: str, metric: str) -> dict[int, float]:
+    """``{seed: metric}`` of one model's rows at the final step."""
+    return {r["seed"]: r[metric] for r in rows if r["model"] == model and r["step"] == STEPS}
+
+
+def table_rows(text: str, first_cell: str) -> list[list[str]]:
+    """The cells of every Markdown table row of ``text`` whose first cell starts with ``first_cell``."""
+    cells = (line.strip("| ").split(" | ") for line in text.splitlines() if line.startswith("| "))
+    return [c for c in cells if c[0].startswith(first_cell)]
+
+
+def printed(value: float, as_printed: str) -> str:
+    """``value`` rounded to the decimals of ``as_printed`` and written the same way ('+' kept, '−' read as '-')."""
+    as_printed = as_printed.replace("−", "-")
+    decimals = len(as_printed.split(".")[1]) if "." in as_printed else 0
+    return f"{value:{'+' if as_printed.startswith('+') else ''}.{decimals}f}"
+
+
+def interval(low: float, high: float, as_printed: str) -> str:
+    low_text, high_text = as_printed.strip("[]").split(", ")
+    return f"[{printed(low, low_text)}, {printed(high, high_text)}]"
+
+
+def test_report_says_inconclusive_never_matched(report):
+    assert "## Verdict: inconclusive" in report
+    assert "| matched |" not in report and "**matched**" not in report
+
+
+def test_verdict_table_is_recomputed_from_the_rows(report, rows, rerun_rows):
+    """Issue 23: each FID comparison (5 seeds, and with the rerun's seed 5 pooled) with its t interval, the minimum
+    detectable difference at 80% power (exact noncentral t, and the shortcut) and the verdict."""
+    table = table_rows(report, "HamGAN − ")
+    assert len(table) == 3
+    for name, seeds, mean, t_ci, mde, shortcut, word in table:
+        b = "sagan" if "SAGAN" in name else "none"
+        a_fid, b_fid = final_values(rows, "hamgan", "fid"), final_values(rows, b, "fid")
+        if "rerun" in name:  # the sensitivity line: the rerun's new seed pooled with seeds 0-4
+            a_fid |= final_values(rerun_rows, "hamgan", "fid")
+            b_fid |= final_values(rerun_rows, b, "fid")
+        d = paired_difference(a_fid, b_fid, "fid")
+        assert int(seeds) == d["n"] == (6 if "rerun" in name else 5), name
+        assert printed(d["mean"], mean) == mean.replace("−", "-"), name
+        assert interval(*d["t_interval"], t_ci) == t_ci, name
+        assert printed(min_detectable_difference(d["sd"], d["n"]), mde) == mde, name
+        assert printed(min_detectable_difference_approx(d["sd"], d["n"]), shortcut) == shortcut, name
+        assert word == d["verdict"] == "inconclusive", name
+
+
+def test_paired_table_covers_every_metric_and_is_recomputed(report, rows):
+    """Every paired row (FID, KID, precision, recall, density, coverage against SAGAN and no context): mean, t and
+    bootstrap intervals and verdict from the per-seed rows."""
+    table = [c for c in table_rows(report, "hamgan-") if c[0] in ("hamgan-sagan", "hamgan-none")]
+    assert {(c[0], c[1].split()[0]) for c in table} == {
+        (pair, metric) for pair in ("hamgan-sagan", "hamgan-none")
+        for metric in ("fid", "kid_mean", "precision", "recall", "density", "coverage")}
+    for pair, metric_text, n, mean, t_ci, boot, word in table:
+        a, b = pair.split("-")
+        metric = metric_text.split()[0]
+        d = paired_difference(final_values(rows, a, metric), final_values(rows, b, metric), metric)
+        assert (int(n), printed(d["mean"], mean), word) == (d["n"], mean, d["verdict"]), (pair, metric)
+        assert interval(*d["t_interval"], t_ci) == t_ci, (pair, metric)
+        assert interval(*d["bootstrap_interval"], boot) == boot, (pair, metric)
+
+
+def test_every_interval_of_the_verdict_is_a_recomputed_one(report, rows, rerun_rows):
+    """The verdict's prose quotes intervals (density, precision, FID, the pooled seed); each is one of the paired
+    t or bootstrap intervals, rounded as printed."""
+    verdict = report[report.index("## Verdict"):report.index("## Protocol")]
+    known = []
+    for b in ("sagan", "none"):
+        for metric in ("fid", "kid_mean", "precision", "recall", "density", "coverage"):
+            d = paired_difference(final_values(rows, "hamgan", metric), final_values(rows, b, metric), metric)
+            known += [d["t_interval"], d["bootstrap_interval"]]
+    pooled = paired_difference(final_values(rows, "hamgan", "fid") | final_values(rerun_rows, "hamgan", "fid"),
+                               final_values(rows, "sagan", "fid") | final_values(rerun_rows, "sagan", "fid"), "fid")
+    known.append(pooled["t_interval"])
+    quoted = re.findall(r"\[[−\-]?\d+\.\d+, [−\-]?\d+\.\d+\]", verdict)
+    assert len(quoted) >= 8
+    for text in quoted:
+        assert any(interval(*k, text) == text.replace("−", "-") for k in known), text
+
+
+def test_verdict_quotes_the_paired_sds_and_the_density_difference(report, summary, rows):
+    verdict = report[report.index("## Verdict"):report.index("## Protocol")]
+    for pair in ("hamgan-sagan", "hamgan-none"):
+        assert f"{summary['paired'][pair]['fid']['sd']:.2f}" in verdict, pair
+    density = paired_difference(final_values(rows, "hamgan", "density"), final_values(rows, "none", "density"),
+                                "density")
+    assert f"**lower density**: {density['mean']:.3f}" in verdict and density["verdict"] == "lost"
+
+
+def test_non_convergence_count_is_recomputed(report, rows):
+    """The limit 'N of the 21 runs were still improving': FID@2000 at the final step below FID@2000 at the last
+    intermediate step, per run; and the runs that were not are the ones the report names."""
+    last = max(json.loads((RESULTS / "summary.json").read_text())["options"]["eval_steps"])
+    before = {(r["model"], r["seed"]): r["fid"] for r in rows if r["step"] == last}
+    after = {(r["model"], r["seed"]): r["fid_at_2000"] for r in rows if r["step"] == STEPS}
+    still = improving(before, after)
+    match = re.search(r"(\d+) of the (\d+) runs had a lower FID@2000 at step 4000 than at step 3000", report)
+    assert match and last == 3000 and (int(match[1]), int(match[2])) == (len(still), len(before))
+    assert sorted(set(before) - set(still)) == [("hamgan", 0), ("none", 0), ("sagan", 0)]  # as the report names them
+
+
+def test_the_same_seed_shares_no_initial_weight(report):
+    """The pairing the report describes: built as the study's trainer built them (``seed_everything(seed)``, then G
+    and D from the global RNG, without the per-layer streams that paired runs use), the three study models share no
+    random weight tensor."""
+    import torch
+
+    from hamgan.config import load_config
+    from hamgan.nn.networks import Discriminator, Generator
+    from hamgan.train.state import seed_everything
+
+    weights = {}
+    for model in ("hamgan", "sagan", "none"):
+        cfg = load_config(REPO / "configs" / f"fmnist32_{model}.yaml", [])
+        seed_everything(0)
+        nets = {"G": Generator(cfg.model), "D": Discriminator(cfg.model)}
+        weights[model] = {f"{n}.{k}": p.detach() for n, net in nets.items() for k, p in net.named_parameters()
+                          if p.numel() > 1 and p.std() > 0}  # the randomly initialised tensors
+    ham = weights["hamgan"]
+    for other in ("sagan", "none"):
+        shared = [k for k, v in weights[other].items()
+                  if k in ham and ham[k].shape == v.shape and torch.equal(ham[k], v)]
+        assert shared == [], other
+    assert "shares only the data order" in report
+
+
+def test_the_pilot_is_the_study_s_seed_0(report, rows):
+    """The seed-0 overlap the report states: the pilot's runs have seed 0 and the same FID@2000 as the study's seed
+    0 at every intermediate step (the same checkpoints evaluated twice; 1e-6 relative covers the float32 feature
+    sums of two evaluations with other thread counts)."""
+    pilot = json.loads((RESULTS / "pilot" / "runs.json").read_text())
+    assert {r["seed"] for r in pilot} == {0}
+    study = {(r["model"], r["step"]): r["fid"] for r in rows if r["seed"] == 0}
+    checked = [(r["model"], r["step"]) for r in pilot if r["step"] < STEPS and (r["model"], r["step"]) in study]
+    assert len(checked) == 9
+    for r in pilot:
+        if (r["model"], r["step"]) in checked:
+            assert r["fid"] == pytest.approx(study[(r["model"], r["step"])], rel=1e-6), r
+    assert "Seed 0 was used twice" in report
+
+
+def test_report_quotes_the_final_table_and_shows_the_figures(summary, report):
+    assert "standing" in report and "5,000" in report
     for model in SEEDS:
         final = summary["models"][model]["final"]
-        assert f"{final['fid_mean']:.2f} ± {final['fid_std']:.2f}" in readme_section, model
-    for pair in ("hamgan-sagan", "hamgan-none"):
-        low, high = summary["paired"][pair]["fid"]["t_interval"]
-        assert f"[{low:.2f}, {high:.2f}]" in readme_section, pair
+        assert f"{final['fid_mean']:.2f} ± {final['fid_std']:.2f}" in report, model
     for name in ("fid_vs_steps.png", "fid_vs_wallclock.png", "samples/hamgan.png", "samples/sagan.png",
                  "samples/none.png"):
-        assert f"results/fmnist32/{name}" in readme_section
+        assert f"]({name})" in report
+
+
+def test_readme_quotes_the_study_verdict(report):
+    """README's results row carries the verdict table's figures as the report prints them."""
+    row = next(line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("| [Fashion-MNIST"))
+    assert "inconclusive" in row and "matched" not in row
+    for _, _, mean, t_ci, mde, _, _ in table_rows(report, "HamGAN − ")[:2]:
+        assert f"{mean}, 95% interval {t_ci}" in row or f"{mean}, {t_ci}" in row
+        assert mde in row
+    density = next(c for c in table_rows(report, "hamgan-none") if c[1].startswith("density"))
+    assert f"{density[3]}, {density[4]}" in row
 
 
 def test_plots_grids_and_size_of_results():

@@ -229,3 +229,65 @@ def test_disk_full_keeps_earlier_checkpoints_and_stops(tmp_path, monkeypatch, ca
     monkeypatch.setattr(os, "fsync", real_fsync)  # space freed: the same command resumes
     assert main([str(cfg), "--out", str(out), "--steps", "4"]) == 0
     assert load_checkpoint(out / "ckpt-000000004.pt")["step"] == 4
+
+
+# A refused resume on 2 ranks, through hamgan-train's command line in one process per rank (started by hand: each
+# rank's exit status is the test's to see): train 2 steps (DDP, cross-replica BN), then rank 0 truncates the
+# checkpoint and both ranks run the same command again. Then the process must hold no thread but its main one: no
+# gloo worker or store server of a process group that cleanup() could not free, no peer-monitor or lock-heartbeat
+# thread (issue 21 point 11: such threads still running at interpreter exit aborted rank 0 with exit 134 instead of
+# status 2).
+REFUSED = """
+import glob, json, os, sys, threading, time
+from pathlib import Path
+import torch.distributed as dist
+from hamgan.train import main
+
+config, out, results, second_port = sys.argv[1:5]
+rank, results = os.environ["RANK"], Path(results)
+first = main([config, "--out", out, "--steps", "2", "train.ckpt_every=2", "train.sync_bn=true"])
+(results / f"trained{rank}").write_text("")
+if rank == "0":
+    while not (results / "trained1").exists():
+        time.sleep(0.1)
+    ckpt = Path(out) / "ckpt-000000002.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])  # a damaged checkpoint: the resume is refused on every rank
+    (results / "damaged").write_text("")
+while not (results / "damaged").exists():
+    time.sleep(0.1)
+os.environ["MASTER_PORT"] = second_port  # a fresh rendezvous (the first one's port may linger in TIME_WAIT)
+second = main([config, "--out", out, "--steps", "4"])
+native = sorted(Path(p).read_text().strip() for p in glob.glob(f"/proc/{os.getpid()}/task/*/comm"))
+(results / f"rank{rank}.json").write_text(json.dumps({"first": first, "second": second, "native": native,
+    "python": [t.name for t in threading.enumerate()], "initialized": dist.is_initialized()}))
+sys.exit(second)
+"""
+
+
+@pytest.mark.slow
+def test_a_refused_resume_on_two_ranks_exits_2_with_no_thread_left(tmp_path):
+    from tests.test_distributed import free_port
+
+    worker, results = tmp_path / "refused.py", tmp_path / "results"
+    worker.write_text(REFUSED)
+    results.mkdir()
+    ports = free_port(), free_port()
+    procs = []
+    for rank in (0, 1):
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": str(ports[0]), "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank)}
+        procs.append(subprocess.Popen([sys.executable, str(worker), str(tiny_config(tmp_path)), str(tmp_path / "run"),
+                                       str(results), str(ports[1])], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, text=True))
+    try:
+        errs = [p.communicate(timeout=300)[1] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for rank, (p, err) in enumerate(zip(procs, errs)):
+        assert p.returncode == 2, f"rank {rank}: exit {p.returncode}\n{err[-3000:]}"
+        assert "hamgan-train: error: " in err and "Traceback" not in err, err[-3000:]
+        state = json.loads((results / f"rank{rank}.json").read_text())
+        assert state["first"] == 0 and state["second"] == 2 and not state["initialized"]
+        assert state["python"] == ["MainThread"], state
+        assert not [name for name in state["native"] if "gloo" in name or "tcpstore" in name], state["native"]

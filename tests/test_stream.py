@@ -92,3 +92,91 @@ def test_uint8_batches_cross_to_the_device_before_conversion(hflip, monkeypatch)
     assert images == [torch.uint8]
     if hflip:  # the flip decisions travel as a (B,) bool mask
         assert (torch.bool, (BATCH,)) in moved
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Latents and labels (LatentStream) and the pairing of two models' batches
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def test_seeded_latent_stream_depends_on_seed_rank_and_step_only():
+    """Step s draws from its own generator: the same whatever came before (a resumed run needs only the step), and
+    the global generator is neither read nor advanced."""
+    from hamgan.train.stream import LatentStream
+
+    a = LatentStream(16, 5, torch.device("cpu"), seed=3)
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    z0, y0 = a.next(8, step=0)
+    z0b, y0b = a.next(8, step=0)  # the second draw of the same step (e.g. the G update after the D update)
+    z1, _ = a.next(8, step=1)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert z0.shape == (8, 16) and y0.dtype == torch.long and 0 <= int(y0.min()) and int(y0.max()) < 5
+    assert not torch.equal(z0, z0b) and not torch.equal(z0, z1)
+    b = LatentStream(16, 5, torch.device("cpu"), seed=3)  # a fresh stream (a resumed run) at step 1
+    torch.manual_seed(123)
+    assert torch.equal(b.next(8, step=1)[0], z1)
+    assert torch.equal(b.next(8, step=0)[0], z0) and torch.equal(b.next(8, step=0)[0], z0b)
+    assert not torch.equal(LatentStream(16, 5, torch.device("cpu"), seed=4).next(8, 0)[0], z0)  # another seed
+    assert not torch.equal(LatentStream(16, 5, torch.device("cpu"), seed=3, rank=1).next(8, 0)[0], z0)  # rank
+    unpaired = LatentStream(16, 5, torch.device("cpu"))  # seed None: the global generator, as before
+    torch.manual_seed(9)
+    z, y = unpaired.next(4, step=0)
+    torch.manual_seed(9)
+    assert torch.equal(z, torch.randn(4, 16)) and torch.equal(y, torch.randint(0, 5, (4,)))
+
+
+def spied_batches(tmp_path, context: str, steps: int = 3, paired: bool = True) -> dict[str, list[torch.Tensor]]:
+    """Real images, labels, latents and fake labels of ``steps`` training steps of the tiny trainer with
+    ``context`` in G and D (spying on the trainer's data stream and latent stream)."""
+    from pathlib import Path
+
+    from hamgan import distributed
+    from hamgan.config import load_config
+    from hamgan.train import Trainer
+
+    tiny = Path(__file__).resolve().parent / "tiny_train.yaml"
+    cfg = load_config(tiny, [f"model.g.context={context}", f"model.d.context={context}",
+                             f"train.paired={str(paired).lower()}"])
+    trainer = Trainer(cfg, tmp_path / context, distributed.setup("cpu"))
+    seen: dict[str, list[torch.Tensor]] = {"x": [], "y": [], "z": [], "y_fake": []}
+    data_next, latents_next = trainer.data.next, trainer.latents.next
+
+    def data_spy():
+        x, y = data_next()
+        seen["x"].append(x.clone())
+        seen["y"].append(y.clone())
+        return x, y
+
+    def latents_spy(n, step):
+        z, y = latents_next(n, step)
+        seen["z"].append(z.clone())
+        seen["y_fake"].append(y.clone())
+        return z, y
+
+    trainer.data.next, trainer.latents.next = data_spy, latents_spy
+    try:
+        for _ in range(steps):
+            trainer.train_step()
+    finally:
+        trainer.close()
+    return seen
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:batch norm in G normalises over 8 images")
+def test_hamgan_and_sagan_of_one_seed_train_on_the_same_batches_and_latents(tmp_path):
+    """3 steps of HamGAN and of SAGAN (train.paired, the default): the same real images and labels (data order and
+    flips), and the same latents and fake labels, draw for draw. Unpaired (the global generator), the Hamburger's
+    bases would shift the latents after the first forward."""
+    ham = spied_batches(tmp_path, "ham")
+    sagan = spied_batches(tmp_path, "attention")
+    for key in ("x", "y", "z", "y_fake"):
+        assert len(ham[key]) == len(sagan[key]) > 0
+        for i, (a, b) in enumerate(zip(ham[key], sagan[key])):
+            assert torch.equal(a, b), f"{key} #{i} differs"
+    assert len(ham["z"]) == 6  # a D and a G update per step
+    ham_old = spied_batches(tmp_path / "unpaired", "ham", paired=False)
+    sagan_old = spied_batches(tmp_path / "unpaired", "attention", paired=False)
+    assert torch.equal(ham_old["z"][0], sagan_old["z"][0])  # the first draw precedes every Hamburger forward
+    assert not torch.equal(ham_old["z"][1], sagan_old["z"][1])

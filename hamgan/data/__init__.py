@@ -25,7 +25,12 @@ import numpy as np
 import torch
 
 from hamgan.config import Config
+from hamgan.data.cifar10 import cifar10
 from hamgan.data.dataset import ArrayDataset, DatasetError, ImageDataset, to_float
+from hamgan.data.fmnist import fashion_mnist
+from hamgan.data.imagenet import LAYOUT, ImageFolderDataset
+from hamgan.data.packed import PackedDataset
+from hamgan.data.synthetic import synthetic
 
 __all__ = ["build_dataset", "uint8_images", "float_images", "ImageDataset", "ArrayDataset", "DatasetError", "to_float"]
 
@@ -53,20 +58,12 @@ def build_dataset(cfg: Config, index_cache: str | None = None, index_file: str |
                            f"data.name={data.name}); set data.name=imagenet or data.packed=null")
 
     if data.name == "fmnist":
-        from hamgan.data.fmnist import fashion_mnist
-
         dataset = fashion_mnist(data.root, data.split, res, channels, data.hflip, data.download, data.resize)
     elif data.name == "cifar10":
-        from hamgan.data.cifar10 import cifar10
-
         dataset = cifar10(data.root, data.split, res, data.hflip, data.download, data.resize)
     elif data.name == "imagenet" and data.packed is not None:
-        from hamgan.data.packed import PackedDataset
-
         dataset = PackedDataset(data.packed, res, data.split, data.hflip, data.resize)
     elif data.name == "imagenet":
-        from hamgan.data.imagenet import LAYOUT, ImageFolderDataset
-
         if data.root is None:
             raise DatasetError(f"data.name=imagenet needs data.root (a folder laid out as {LAYOUT}) or data.packed "
                                f"(made by scripts/pack_imagenet.py)")
@@ -74,8 +71,6 @@ def build_dataset(cfg: Config, index_cache: str | None = None, index_file: str |
         dataset = ImageFolderDataset(data.root, data.split, res, data.hflip, data.resize, cache,
                                      index_file=index_file)
     elif data.name == "synthetic":
-        from hamgan.data.synthetic import synthetic
-
         dataset = synthetic(data.synthetic_size, res, channels, model.num_classes, data.hflip)
     else:
         raise DatasetError(f"unknown data.name '{data.name}'; choose fmnist, cifar10, imagenet or synthetic")

@@ -22,19 +22,12 @@ from hamgan.metrics.features import (
     load_reference,
     save_features,
 )
-from hamgan.metrics.fid import (
-    FeatureStats,
-    StatsError,
-    frechet_distance,
-    load_stats,
-    save_stats,
-    trace_sqrt_product,
-    warn_if_biased,
-)
+from hamgan.metrics.fid import frechet_distance, trace_sqrt_product
 from hamgan.metrics.inception import InceptionFeatures, InceptionWeightsError, hub_checkpoint_dir
 from hamgan.metrics.inception_score import inception_score, inception_score_from_probs
 from hamgan.metrics.kid import kernel_inception_distance
 from hamgan.metrics.precision_recall import Manifold, manifold_metrics
+from hamgan.metrics.stats import FeatureStats, StatsError, load_stats, save_stats, warn_if_biased
 
 __all__ = [
     "Extraction", "FeatureStats", "Manifold", "Reference", "StatsError", "dataset_statistics", "extract",

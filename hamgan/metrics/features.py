@@ -26,8 +26,11 @@ import torch
 from PIL import Image
 from pytorch_fid.fid_score import IMAGE_EXTENSIONS
 
-from hamgan.metrics.fid import FeatureStats, StatsError, frechet_distance, load_stats, save_stats, warn_if_biased
+from hamgan.data import float_images
+from hamgan.metrics.fid import frechet_distance
 from hamgan.metrics.inception import FEATURE_DIM, InceptionFeatures
+from hamgan.metrics.stats import FeatureStats, StatsError, load_stats, save_stats, warn_if_biased
+from hamgan.sample import iter_samples
 
 
 INCEPTION_MAX_BATCH = 256  # larger batches (e.g. the 1024 of batch-mode BN sampling) go through in chunks
@@ -169,8 +172,6 @@ def generator_statistics(
     the float output (the official TF protocol). ``bn``: batch-norm statistics, see :mod:`hamgan.bn_modes`
     (None: G as an enclosing ``bn_mode`` block set it, else its running statistics).
     """
-    from hamgan.sample import iter_samples
-
     device = next(G.parameters()).device if device is None else device
     batches = iter_samples(G, n, batch_size, classes, truncation, seed, device, bn=bn, labels=True,
                            quantize=quantize)
@@ -209,8 +210,6 @@ def dataset_statistics(
     ``quantize``: the uint8 pixels (``get_uint8``); False: ``get_float`` (unquantised where the pipeline keeps
     floats, the official TF protocol).
     """
-    from hamgan.data import float_images
-
     total = len(dataset) if n is None else min(n, len(dataset))
     if total == 0:
         raise StatsError("the data set is empty")

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from pytorch_fid import inception as pfid
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from hamgan import tf32
 from hamgan.metrics.resize import tf1_resize_bilinear
 
 WEIGHTS_NAME = os.path.basename(pfid.FID_WEIGHTS_URL)  # pt_inception-2015-12-05-6726825d.pth
@@ -224,6 +225,10 @@ class InceptionFeatures(nn.Module):
         return 2 * x - 1
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """In true float32: on CUDA without TF32 unless ``train.tf32=all`` (:mod:`hamgan.tf32`)."""
+        return tf32.exact(self._features, images.device, images)
+
+    def _features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.preprocess(images)
         if self.fast:
             x = x.contiguous(memory_format=torch.channels_last)

@@ -15,10 +15,11 @@ import numpy as np
 import torch
 
 from hamgan.metrics.features import Extraction, Reference
-from hamgan.metrics.fid import StatsError, frechet_distance
+from hamgan.metrics.fid import frechet_distance
 from hamgan.metrics.inception_score import inception_score
 from hamgan.metrics.kid import kernel_inception_distance
 from hamgan.metrics.precision_recall import manifold_metrics
+from hamgan.metrics.stats import StatsError
 
 METRICS = ("fid", "kid", "pr", "dc", "is")  # pr: precision/recall, dc: density/coverage
 

@@ -59,7 +59,7 @@ class SelfAttention(nn.Module):
         phi = F.max_pool2d(pointwise(self.phi, pixels).view(B, C // 8, H, W), 2, ceil_mode=True)  # (B, C/8, ~H/2, ~W/2)
         g = F.max_pool2d(pointwise(self.g, pixels).view(B, C // 2, H, W), 2, ceil_mode=True)  # (B, C/2, ~H/2, ~W/2)
         o = pointwise(self.out, attend(theta, phi.flatten(2), g.flatten(2)))  # (B, C, N)
-        return torch.addcmul(x, self.gamma, o.view(B, C, H, W))  # x + gamma * o
+        return torch.addcmul(x, self.gamma, o.view(B, C, H, W)).to(x.dtype)  # x + gamma * o, in x's dtype
 
 
 class FullSelfAttention(nn.Module):
@@ -86,7 +86,7 @@ class FullSelfAttention(nn.Module):
         pixels = x.flatten(2)  # (B, C, N)
         o = attend(pointwise(self.q, pixels), pointwise(self.k, pixels), pointwise(self.v, pixels))
         o = pointwise(self.out, o)  # (B, C, N)
-        return torch.addcmul(x, self.gamma, o.view(B, C, H, W))  # x + gamma * o
+        return torch.addcmul(x, self.gamma, o.view(B, C, H, W)).to(x.dtype)  # x + gamma * o, in x's dtype
 
 
 __all__ = ["FullSelfAttention", "SelfAttention", "attend"]

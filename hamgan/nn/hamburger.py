@@ -28,14 +28,17 @@ x + sigma * b, so the block allocates only two (B, C, N) tensors: large fresh al
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hamgan import tf32
 from hamgan.nn.layers import BNOptions, ConditionalBatchNorm2d, batch_norm, make_bn, pointwise, sn_conv2d
 from hamgan.nn.spectral_norm import SNOptions
+from hamgan.seeds import derive_seed
 
 NMF_EPS = 1e-6  # added to the denominators of the multiplicative updates
 NORM_EPS = 1e-6  # used when L2-normalising / normalising over N (VQ, CD)
@@ -64,9 +67,11 @@ def _check_positive(name: str, value: int | None, allow_none: bool = False) -> N
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def nmf_bases(batch: int, dim: int, rank: int, device: torch.device | None = None) -> torch.Tensor:
-    """Fresh NMF bases, uniform in [0, 1): (batch, dim, rank) float32."""
-    return torch.rand(batch, dim, rank, device=device)
+def nmf_bases(
+    batch: int, dim: int, rank: int, device: torch.device | None = None, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Fresh NMF bases, uniform in [0, 1): (batch, dim, rank) float32 (from ``generator``, else the global one)."""
+    return torch.rand(batch, dim, rank, device=device, generator=generator)
 
 
 def nmf_coef_step(
@@ -120,9 +125,61 @@ def nmf(
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def unit_bases(batch: int, dim: int, rank: int, device: torch.device | None = None) -> torch.Tensor:
-    """Fresh VQ / CD bases: Gaussian, L2-normalised along D: (batch, dim, rank) float32."""
-    return F.normalize(torch.randn(batch, dim, rank, device=device), dim=1, eps=NORM_EPS)
+def unit_bases(
+    batch: int, dim: int, rank: int, device: torch.device | None = None, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Fresh VQ / CD bases: Gaussian, L2-normalised along D: (batch, dim, rank) float32 (from ``generator``, else
+    the global one)."""
+    return F.normalize(torch.randn(batch, dim, rank, device=device, generator=generator), dim=1, eps=NORM_EPS)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Counter-based random bases (paired training): a pure function of (key, element index), traceable by torch.compile
+# --------------------------------------------------------------------------------------------------------------------
+
+_MASK32 = 0xFFFFFFFF
+
+
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    """``x * c mod 2^32`` for int64 ``x`` in [0, 2^32) and a 32-bit constant, without int64 overflow (the high
+    half of ``x`` only contributes its product's low 16 bits)."""
+    return ((x & 0xFFFF) * c + ((((x >> 16) * c) & 0xFFFF) << 16)) & _MASK32
+
+
+def _hash32(x: torch.Tensor) -> torch.Tensor:
+    """A bijective 32-bit integer hash (Wellons' "lowbias32" constants) of int64 ``x`` in [0, 2^32)."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def counter_bits(n: int, key: torch.Tensor, stream: int = 0) -> torch.Tensor:
+    """``n`` pseudo-random 32-bit integers (int64 in [0, 2^32)), element i a hash of (key, stream, i).
+
+    ``key`` is an int64 tensor of 32-bit words (e.g. [seed low, seed high, draw]); the result depends on nothing
+    else, so the same key gives the same numbers on every device, with or without ``torch.compile`` (integer ops
+    only: exact everywhere). Shapes: ``key`` (K,) -> (n,).
+    """
+    h = torch.arange(n, device=key.device, dtype=torch.int64)
+    h = _hash32((h + stream * 0x9E3779B9) & _MASK32)
+    for k in range(key.numel()):
+        h = _hash32(h ^ key[k])
+    return h
+
+
+def counter_uniform(shape: tuple[int, ...], key: torch.Tensor, stream: int = 0) -> torch.Tensor:
+    """Uniform [0, 1) float32 of ``shape`` from :func:`counter_bits` (24 random bits each, as ``torch.rand``)."""
+    n = math.prod(shape)
+    return ((counter_bits(n, key, stream) >> 8).to(torch.float32) * 2.0**-24).view(shape)
+
+
+def counter_normal(shape: tuple[int, ...], key: torch.Tensor) -> torch.Tensor:
+    """Standard normal float32 of ``shape`` from two :func:`counter_uniform` streams (Box-Muller)."""
+    u1 = counter_uniform(shape, key, 1).mul_(-1).add_(1)  # (0, 1]: log is finite
+    u2 = counter_uniform(shape, key, 2)
+    return torch.sqrt(-2 * torch.log(u1)) * torch.cos((2 * math.pi) * u2)
 
 
 def cosine_assignments(
@@ -225,9 +282,18 @@ class Hamburger(nn.Module):
         bn: batch-norm settings of the block's BNs.
 
     Shapes: ``x`` (B, C, H, W), ``y`` (B,) long or ``None`` -> (B, C, H, W).
-    The decomposition runs in float32 even under autocast (the breads run in the autocast dtype), and maps zeros to
-    zeros without NaN or inf.
+    The decomposition runs in float32 even under autocast (the breads run in the autocast dtype), without TF32 on
+    CUDA unless ``train.tf32=all`` (:mod:`hamgan.tf32`), and maps zeros to zeros without NaN or inf. The output has
+    the dtype of ``x``.
+
+    Random bases: fresh on every forward, from torch's global generator unless :meth:`seed_bases` gave the block a
+    stream of its own (paired training, :func:`seed_bases_streams`). A seeded block draws the bases of its k-th
+    forward since seeding as a counter-based hash of (seed, k, element index) (:func:`counter_uniform`,
+    :func:`counter_normal`), computed on the input's device from the ``bases_key`` buffer, so its draws shift no
+    other random numbers of the run, and ``torch.compile`` traces the draw into its graph (no graph break).
     """
+
+    PER_RANK_BUFFERS = ("bases_key",)  # set per rank by the trainer: DDP must not broadcast it
 
     def __init__(
         self,
@@ -299,6 +365,33 @@ class Hamburger(nn.Module):
             self.upper = sn_conv2d(inner, channels, 1, bias=bread_bias and not conditional, spectral_norm=sn)
             self.norm = ConditionalBatchNorm2d(channels, num_classes, bn) if conditional else None
         self.sigma = nn.Parameter(torch.zeros(()))
+        self.seeded = False  # True: the bases come from the stream of bases_key, else from the global generator
+        # [seed low 32 bits, seed high 32 bits, forwards drawn since seeding]: set by seed_bases, counted on the
+        # device by the forward (no host state, so torch.compile keeps the draw in its graph). Per rank by design:
+        # never saved, never broadcast (PER_RANK_BUFFERS).
+        self.register_buffer("bases_key", torch.zeros(3, dtype=torch.int64), persistent=False)
+
+    def seed_bases(self, seed: int | None) -> None:
+        """Draw the random bases from a stream of their own seeded with ``seed``, from its start (None: torch's
+        global generator). The key is written in place, so compiled code keeps one graph for every seed."""
+        if seed is not None and not 0 <= seed < 2**63:
+            raise ValueError(f"a Hamburger's bases seed must lie in [0, 2^63), got {seed}")
+        self.seeded = seed is not None
+        seed = seed or 0
+        with torch.no_grad():
+            self.bases_key.copy_(torch.tensor([seed & 0xFFFFFFFF, seed >> 32, 0], dtype=torch.int64))
+
+    def _seeded_bases(self, batch: int, dim: int) -> torch.Tensor:
+        """The next fresh bases of the seeded stream (see the class doc): (batch, dim, R) float32."""
+        shape = (batch, dim, self.rank)
+        key = self.bases_key
+        if self.ham == "nmf":
+            bases = counter_uniform(shape, key)
+        else:
+            bases = F.normalize(counter_normal(shape, key), dim=1, eps=NORM_EPS)
+        with torch.no_grad():
+            key[2:].add_(1)
+        return bases
 
     @property
     def num_steps(self) -> int:
@@ -319,6 +412,9 @@ class Hamburger(nn.Module):
         batch, dim, _ = x.shape
         if self.ham == "nmf":
             x = F.relu(x) if x.requires_grad else F.relu_(x)  # in place only outside autograd (no view replay)
+        if self.seeded:
+            bases = self._seeded_bases(batch, dim)
+        elif self.ham == "nmf":
             bases = nmf_bases(batch, dim, self.rank, x.device)
         else:
             bases = unit_bases(batch, dim, self.rank, x.device)
@@ -394,8 +490,8 @@ class Hamburger(nn.Module):
             raise ValueError("this Hamburger has num_classes set (class-conditional BN): pass class labels y")
 
         h = pointwise(self.lower, x.flatten(2))  # lower bread: (B, S*D, N)
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            bases, coef = self.decompose(h.float().view(B * self.groups, self.dim, H * W))
+        with torch.autocast(device_type=x.device.type, enabled=False):  # float32, without TF32 (hamgan.tf32)
+            bases, coef = tf32.exact(self.decompose, x.device, h.float().view(B * self.groups, self.dim, H * W))
         if self.cheese is None and self.norm is None:
             # x + sigma * ((W D) C^T + b), accumulated in one product onto x (+ sigma * b): no other (B, C, N) tensor
             wd, coef_t = self._upper_factors(bases, coef)
@@ -404,7 +500,7 @@ class Hamburger(nn.Module):
             else:
                 out = torch.addcmul(x.flatten(2), self.sigma, self.upper.bias.view(1, -1, 1))
             out = out.baddbmm_((self.sigma * wd).to(out.dtype), coef_t.to(out.dtype))
-            return out.view(B, C, H, W)
+            return out.view(B, C, H, W).to(x.dtype)  # a float32 bias widened it
         if self.cheese is None:
             h = self._upper_of_low_rank(bases, coef)  # (B, C, N)
         else:
@@ -413,7 +509,8 @@ class Hamburger(nn.Module):
         h = h.view(B, C, H, W)
         if self.norm is not None:
             h = self.norm(h, y)
-        return torch.addcmul(x, self.sigma, h)  # x + sigma * h
+        # x + sigma * h in x's dtype: CUDA autocast runs addcmul in the widest input type (sigma's float32)
+        return torch.addcmul(x, self.sigma, h).to(x.dtype)
 
     def extra_repr(self) -> str:
         cheese = f", cheese={self.cheese_kind!r}" if self.cheese_kind else ""
@@ -423,15 +520,30 @@ class Hamburger(nn.Module):
         )
 
 
+def seed_bases_streams(networks: dict[str, nn.Module], seed: int, *key: object) -> None:
+    """Give every Hamburger inside ``networks`` (``{"G": G, "D": D}``) its own bases stream, seeded with
+    ``derive_seed(seed, "<network>.<module name>.bases", *key)``; the trainer calls it at the start of each step
+    with key (rank, step), so the bases of a step depend on nothing but the run seed, the rank and the step (a
+    resumed run redraws them exactly, and sample grids or FID between steps cannot shift them)."""
+    for prefix, network in networks.items():
+        for name, module in network.named_modules():
+            if isinstance(module, Hamburger):
+                module.seed_bases(derive_seed(seed, f"{prefix}.{name}.bases", *key))
+
+
 __all__ = [
     "Hamburger",
     "cd",
     "cd_coef",
     "cosine_assignments",
+    "counter_bits",
+    "counter_normal",
+    "counter_uniform",
     "nmf",
     "nmf_bases",
     "nmf_bases_step",
     "nmf_coef_step",
+    "seed_bases_streams",
     "unit_bases",
     "vq",
     "vq_step",

@@ -14,9 +14,11 @@ from typing import Literal
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
-from hamgan.nn.spectral_norm import SNOptions, refresh, spectral_norm
+from hamgan.nn.spectral_norm import SNOptions, refresh, spectral_norm, spectral_norms
+from hamgan.seeds import named_generator
 
 InitScheme = Literal["orthogonal", "xavier", "normal"]
 INIT_SCHEMES: tuple[str, ...] = ("orthogonal", "xavier", "normal")
@@ -186,7 +188,7 @@ def _learnable_weight(module: nn.Module) -> torch.Tensor:
 
 
 @torch.no_grad()
-def init_weights(module: nn.Module, scheme: InitScheme) -> None:
+def init_weights(module: nn.Module, scheme: InitScheme, seed: int | None = None, prefix: str = "") -> None:
     """Initialise every conv, linear and embedding weight inside ``module`` in place; biases to 0.
 
     ``"xavier"``: Glorot uniform, U(-a, a) with a = sqrt(6 / (fan_in + fan_out)), the init of the official
@@ -194,23 +196,46 @@ def init_weights(module: nn.Module, scheme: InitScheme) -> None:
     ``"orthogonal"``: BigGAN-PyTorch's and StudioGAN's default. ``"normal"``: N(0, 0.02) (DCGAN; BigGAN-PyTorch's
     and StudioGAN's ``N02``). Spectrally normalised layers get their *original* weight re-initialised and their
     warm-up power iterations re-run. Other parameters (batch-norm gains, the context blocks' output scales) are
-    untouched.
+    untouched: they start at constants.
+
+    ``seed`` None: the draws come from torch's global generator, one layer after another (a network with one more
+    layer shifts every draw after it). ``seed`` given (paired initialisation, ``train.paired``): every layer draws
+    from a generator of its own, :func:`hamgan.seeds.derive_seed` of ``(seed, "<prefix>.<module name>.weight")``,
+    and so do its spectral-norm vectors u, v (names ``(key, "sn_u")``, ``(key, "sn_v")``). The name is the layer's
+    qualified module name inside ``module`` (e.g. ``G.blocks.2.conv1``: the parametrization path is not part of
+    it, so a layer draws the same weight with or without spectral norm). Two networks built with one seed thus
+    start with equal weights in every layer they both have under the same name and shape, whatever other layers
+    they hold; a layer only one of them has (their context blocks, under ``context.``) draws from its own streams
+    and shifts nothing. ``prefix`` ("G", "D") keeps the generator's and the discriminator's streams apart.
     """
     if scheme not in INIT_SCHEMES:
         raise ValueError(f"scheme must be one of {INIT_SCHEMES}, got {scheme!r}")
-    for m in module.modules():
+    for name, m in module.named_modules():
         if not isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding)):
             continue
         w = _learnable_weight(m)
+        key = f"{prefix}.{name}.weight" if prefix else f"{name}.weight"
+        gen = None if seed is None else named_generator(seed, key, device=w.device)
         if scheme == "orthogonal":
-            nn.init.orthogonal_(w)
+            nn.init.orthogonal_(w, generator=gen)
         elif scheme == "xavier":
-            nn.init.xavier_uniform_(w)
+            nn.init.xavier_uniform_(w, generator=gen)
         else:
-            nn.init.normal_(w, 0.0, 0.02)
+            nn.init.normal_(w, 0.0, 0.02, generator=gen)
         if getattr(m, "bias", None) is not None:
             nn.init.zeros_(m.bias)
+        if seed is not None:
+            _redraw_sn_vectors(m, seed, key)
         refresh(m)
+
+
+def _redraw_sn_vectors(module: nn.Module, seed: int, key: str) -> None:
+    """Fresh random unit vectors u, v of ``module``'s spectral norm from the named streams of ``key`` (the same
+    N(0, 1) then normalise draw as at creation)."""
+    for p in spectral_norms(module):
+        for vector, stream in ((p._u, "sn_u"), (p._v, "sn_v")):
+            vector.normal_(0.0, 1.0, generator=named_generator(seed, key, stream, device=vector.device))
+            vector.copy_(F.normalize(vector, dim=0, eps=p.eps))
 
 
 __all__ = [

@@ -27,6 +27,13 @@ are the block output resolutions of the table:
 32x32 (TF SAGAN, HamGAN, YLG) is the default; BigGAN-PyTorch and StudioGAN place attention at 64x64.
 ``context_res`` is not checked when ``context: none``.
 
+Paired initialisation (a ``seed``, ``train.paired``): every layer draws its initial weight from a stream keyed by
+the run seed and its qualified name (:func:`hamgan.nn.layers.init_weights`), "G." / "D." + the module name. The
+names do not depend on the context block: the residual blocks are ``blocks.<i>`` whatever block follows them, and
+the context block is the attribute ``context``, outside that list, so ``G.blocks.2.conv1`` is the same layer with
+the same initial weight in HamGAN, SAGAN and a network without context; the context blocks' layers (``context.*``)
+draw from streams no other layer uses.
+
 The recipe around the layout comes from ``cfg``: the init (``cfg.init``), the batch norms of G (``cfg.bn``) and the
 spectral norm (``cfg.sn``: ``bound`` for the residual networks' convs, linears and embedding, ``context_bound`` for
 the 1x1 convs inside the context blocks, as TF-GAN's ``snconv2d`` / ``sn_conv1x1``).
@@ -214,6 +221,8 @@ class Generator(nn.Module):
         cfg: the model config (resolution, img_channels, num_classes, z_dim, init, bn, sn, g).
         spectral_norm: spectrally normalise every conv and linear (always in HamGAN; ``False`` gives the same
             parameter count and MACs and is only meant for cheap analysis, e.g. ``hamgan.info``).
+        seed: the run seed of paired initialisation (``train.paired``): every layer starts from a named stream of
+            its own (see the module doc). None: torch's global generator.
 
     Shapes: ``z`` (B, z_dim), ``y`` (B,) long in [0, num_classes) -> images (B, img_channels, R, R) in [-1, 1].
 
@@ -221,7 +230,7 @@ class Generator(nn.Module):
     ``context`` (the context block or None) and ``context_position`` (index of the block it follows, or None).
     """
 
-    def __init__(self, cfg: ModelConfig, spectral_norm: bool = True) -> None:
+    def __init__(self, cfg: ModelConfig, spectral_norm: bool = True, seed: int | None = None) -> None:
         super().__init__()
         _check_config(cfg)
         specs = architecture(cfg.resolution).g
@@ -248,7 +257,7 @@ class Generator(nn.Module):
         out_ch = specs[-1].out_mult * width
         self.bn = make_bn(out_ch, bn)
         self.conv_out = sn_conv2d(out_ch, cfg.img_channels, 3, padding=1, spectral_norm=sn)
-        init_weights(self, cfg.init)
+        init_weights(self, cfg.init, seed=seed, prefix="G")
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if z.ndim != 2 or z.shape[1] != self.z_dim:
@@ -269,6 +278,7 @@ class Discriminator(nn.Module):
     Args:
         cfg: the model config (resolution, img_channels, num_classes, init, sn, d).
         spectral_norm: spectrally normalise every conv, linear and the embedding (see :class:`Generator`).
+        seed: the run seed of paired initialisation (see :class:`Generator`).
 
     Shapes: ``x`` (B, img_channels, R, R), ``y`` (B,) long in [0, num_classes) -> logits (B,).
 
@@ -276,7 +286,7 @@ class Discriminator(nn.Module):
     None) and ``context_position`` (index of the block it follows, or None).
     """
 
-    def __init__(self, cfg: ModelConfig, spectral_norm: bool = True) -> None:
+    def __init__(self, cfg: ModelConfig, spectral_norm: bool = True, seed: int | None = None) -> None:
         super().__init__()
         _check_config(cfg)
         specs = architecture(cfg.resolution).d
@@ -300,7 +310,7 @@ class Discriminator(nn.Module):
         features = specs[-1].out_mult * width
         self.linear = sn_linear(features, 1, spectral_norm=sn)
         self.embedding = sn_embedding(cfg.num_classes, features, spectral_norm=sn)
-        init_weights(self, cfg.init)
+        init_weights(self, cfg.init, seed=seed, prefix="D")
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         expected = (self.img_channels, self.resolution, self.resolution)

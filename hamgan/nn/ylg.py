@@ -145,7 +145,7 @@ class YLGAttention(nn.Module):
         o = torch.matmul(weights, g.transpose(2, 3).to(weights.dtype))  # (B, heads, N, C/(2 heads))
         o = o.permute(0, 3, 1, 2).reshape(B, C // 2, H * W).to(x.dtype)  # channel k * heads + head, as official
         o = pointwise(self.out, o)
-        return torch.addcmul(x, self.gamma, o.view(B, C, H, W))  # x + gamma * o
+        return torch.addcmul(x, self.gamma, o.view(B, C, H, W)).to(x.dtype)  # x + gamma * o, in x's dtype
 
     def extra_repr(self) -> str:
         return f"{self.channels}, heads={self.heads}"

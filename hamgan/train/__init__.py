@@ -20,7 +20,7 @@ cli            ``hamgan-train``: arguments, process group and peer monitor aroun
 run_folder     the run's config, its lock, the checkpoint chosen by rank 0 for every rank, the consensus check
 state          what a checkpoint holds, saving and restoring it, random-number generators
 stream         the data set (rank 0 builds it first) and the batches: uint8 to the device, flips there
-precision      ``train.amp``: bf16 / fp16 + loss scaling / float32, the autocast context
+precision      ``train.amp`` and ``train.tf32``, decided by rank 0 for every rank; the autocast context
 loop           :class:`Trainer`: set-up, the D and G updates, the loop
 health         NaN/inf and stop flags read one step late (no per-step host sync), the NaN report
 periodic       the sample grid and the periodic FID shared by all ranks

@@ -2,13 +2,14 @@
 
 Set-up (:class:`Trainer`), in this order:
 
+0. rank 0 decides the autocast dtype and TF32 for every rank from all ranks' devices (``precision.decide``);
 1. rank 0 locks the run folder and chooses the checkpoint; every rank gets its path (``run_folder``);
 2. G and D from the run seed (identical on every rank), cross-replica BN in G with ``train.sync_bn`` on several
    ranks, EMA copy, optimisers, loss scalers;
 3. the data set (rank 0 first; an ImageFolder index file rank 0 chose) and the data stream (``stream``);
 4. every rank loads the chosen checkpoint into the raw networks, the ranks check that they agree (step, weights,
    config), and only then DDP (and torch.compile) wrap the networks;
-5. config, logger, the mixed-precision choice, and with ``train.fid.every`` the FID network and reference.
+5. config, logger, the mixed-precision and TF32 choice, and with ``train.fid.every`` the FID network and reference.
 
 One step is ``train.d_steps`` discriminator updates followed by one generator update; each update runs its forward
 passes and loss under autocast and ``backward()`` outside it. After each step the NaN and stop flags are queued on
@@ -18,6 +19,7 @@ the device and read one step later (``health``); logs, samples, FID and checkpoi
 from __future__ import annotations
 
 import contextlib
+import json
 import resource
 import signal
 import threading
@@ -37,10 +39,11 @@ from hamgan.distributed import DistInfo
 from hamgan.ema import EMA
 from hamgan.logger import RunLogger
 from hamgan.losses import d_loss, g_loss
-from hamgan.train import periodic, run_folder, state
+from hamgan.nn.hamburger import seed_bases_streams
+from hamgan.train import periodic, precision, run_folder, state
 from hamgan.train.health import StepChecks, TrainingDiverged, diverged_error, nonfinite_parameters
-from hamgan.train.precision import autocast, resolve_amp
-from hamgan.train.stream import DataStream, build_training_dataset
+from hamgan.train.precision import autocast
+from hamgan.train.stream import DataStream, LatentStream, build_training_dataset
 
 MIN_BN_BATCH = 16  # below this many images per batch-norm group, a warning
 
@@ -90,6 +93,61 @@ def bn_group_warning(micro: int, world_size: int, sync_bn: bool, batch: int, acc
             + ("" if sync_bn or world_size == 1 else ", or set train.sync_bn=true"))
 
 
+def make_adam(params: Any, lr: float, betas: Any, eps: float, device: torch.device) -> torch.optim.Adam:
+    """Adam for parameters on ``device``: on CUDA the fused kernels (a few launches per step for all parameters, the
+    GradScaler's unscale and inf check folded in); elsewhere torch's default implementation."""
+    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, fused=True if device.type == "cuda" else None)
+
+
+class PeakMemory:
+    """``peak_mem_mb`` of a logging window. CUDA: the peak of allocated tensor memory since :meth:`reset`, which the
+    loop calls when training starts and after the work between steps (sample grids, FID's Inception, checkpoints),
+    so it is the training steps' peak; CPU: the process's peak resident set size (a lifetime peak: no reset)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def read_mb(self) -> float:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+
+
+def compiler(backend: str):
+    """``torch.compile`` with ``backend`` (``train.compile_backend``); an unknown backend is a ConfigError."""
+    known = torch._dynamo.list_backends(exclude_tags=())
+    if backend not in known:
+        raise ConfigError(f"train.compile_backend={backend!r} is not a torch.compile backend; choose one of "
+                          f"{', '.join(sorted(known))} (inductor: the fast one)")
+    return lambda module: torch.compile(module, backend=backend)
+
+
+# Breaks in DistributedDataParallel's own Python forward (around the network, which dynamo compiles whole, with
+# its DDPOptimizer splitting the graph at the gradient buckets): expected with several ranks, not counted as breaks.
+DDP_WRAPPER_BREAKS = ("DistributedDataParallel._inside_ddp_forward", "set_runtime_stats_and_log")
+
+
+def write_compile_report(path: Path, backend: str) -> str:
+    """Write what torch.compile made of the first step (graphs, graph breaks and their reasons) to ``path`` (JSON);
+    returns a log line. A graph break splits a network's forward: fewer fused kernels, a host round trip."""
+    from torch._dynamo.utils import counters  # dynamo's process-wide statistics (no public API holds them)
+
+    breaks = {reason: int(count) for reason, count in counters["graph_break"].items()}
+    wrapper = {r: c for r, c in breaks.items() if any(k in r for k in DDP_WRAPPER_BREAKS)}
+    inside = {r: c for r, c in breaks.items() if r not in wrapper}
+    report = {"backend": backend, "graphs": int(counters["stats"]["unique_graphs"]),
+              "graph_breaks": sum(inside.values()), "ddp_wrapper_breaks": sum(wrapper.values()),
+              "break_reasons": dict(sorted(inside.items())[:20])}
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    return (f"torch.compile ({backend}): {report['graphs']} graphs, {report['graph_breaks']} graph breaks in the "
+            f"networks in the first step ({path.name})")
+
+
 class Trainer:
     """Networks, optimisers, data and the loop of one run folder on one rank (see module doc for the order)."""
 
@@ -103,21 +161,22 @@ class Trainer:
         if t.threads > 0:
             torch.set_num_threads(t.threads)
         self.device = info.device
-        if self.device.type == "cuda":  # speed over bit-reproducibility on GPUs
-            torch.backends.cudnn.benchmark = True
-            torch.set_float32_matmul_precision("high")
+        # autocast dtype, TF32 and cuDNN autotuning: decided by rank 0 for every rank, applied here (collective)
+        self.precision = precision.decide(t, info)
+        self.amp = self.precision.amp
         try:
             self.micro = distributed.micro_batch_size(t.batch_size, info.world_size, t.accumulate)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        self.amp, amp_note = resolve_amp(t.amp, self.device)
+        self.resume_notes: list[str] = []  # what the resume could not restore (state.load_training_state)
         self.lock, latest, lock_note = run_folder.open_run_folder(self.run_dir, info)
         try:
             self._build(cfg, info, Generator, Discriminator, latest)
         except BaseException:
             self.close()
             raise
-        for line in [lock_note, f"resumed from {latest} at step {self.step}" if latest else None, amp_note,
+        for line in [lock_note, f"resumed from {latest} at step {self.step}" if latest else None,
+                     *self.precision.notes, *self.resume_notes,
                      *(f"config changed on resume: {note}" for note in notes)]:
             if line:
                 self.log.write(line)
@@ -127,8 +186,9 @@ class Trainer:
         # Networks: initialised from the run seed (identical on every rank), then per-rank seeds for the loop.
         state.seed_everything(t.seed)
         try:
-            self.G = Generator(cfg.model).to(self.device)
-            self.D = Discriminator(cfg.model).to(self.device)
+            paired = t.seed if t.paired else None  # paired initialisation: a named stream per layer (hamgan.seeds)
+            self.G = Generator(cfg.model, seed=paired).to(self.device)
+            self.D = Discriminator(cfg.model, seed=paired).to(self.device)
         except ValueError as e:  # the networks' own config checks (context_res, resolution, ...)
             raise ConfigError(str(e)) from None
         if t.channels_last:
@@ -140,14 +200,16 @@ class Trainer:
         warning = bn_group_warning(self.micro, info.world_size, t.sync_bn, t.batch_size, t.accumulate)
         if warning and info.is_main:
             warnings.warn(warning, stacklevel=3)
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=t.lr_g, betas=tuple(t.betas), eps=t.eps)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=t.lr_d, betas=tuple(t.betas), eps=t.eps)
+        self.opt_G = make_adam(self.G.parameters(), t.lr_g, t.betas, t.eps, self.device)
+        self.opt_D = make_adam(self.D.parameters(), t.lr_d, t.betas, t.eps, self.device)
         fp16 = self.amp is torch.float16
         self.scaler_G = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.scaler_D = torch.amp.GradScaler(self.device.type, enabled=fp16)
 
         state.seed_everything(t.seed + 1000 * info.rank)
         self.flip = torch.Generator().manual_seed(t.seed + 1000 * info.rank + 1)
+        self.latents = LatentStream(cfg.model.z_dim, cfg.model.num_classes, self.device,
+                                    t.seed if t.paired else None, info.rank)
         self.dataset = build_training_dataset(cfg, info, self.run_dir)
         self.data = DataStream(self.dataset, info, self.micro, t.seed, cfg.data.num_workers, cfg.data.hflip,
                                self.flip)
@@ -158,16 +220,18 @@ class Trainer:
 
         # Resume: every rank loads the checkpoint rank 0 chose, the ranks agree, then DDP / compile wrap.
         if latest is not None:
-            state.load_training_state(self, latest)
+            self.resume_notes = state.load_training_state(self, latest)
         run_folder.check_consensus(self.step, run_folder.state_checksum(self.G, self.D, self.ema and self.ema.model),
                                    latest, cfg)
         # G_train/D_train: what the loss passes call (DDP, compiled); self.G/self.D stay the raw modules.
         self.G_train = distributed.wrap(self.G, info)
         self.D_train = distributed.wrap(self.D, info)
+        self.G_for_d = self.G  # G in the D update: raw module under no_grad (the fakes; no gradients, no DDP)
         self.D_for_g = self.D  # D in the G update: raw module (its gradients are not needed, so no all-reduce)
-        if t.compile:
-            self.G_train, self.D_train = torch.compile(self.G_train), torch.compile(self.D_train)
-            self.D_for_g = torch.compile(self.D)
+        if t.compile:  # every forward of the loop runs compiled
+            compiled = compiler(t.compile_backend)
+            self.G_train, self.D_train = compiled(self.G_train), compiled(self.D_train)
+            self.G_for_d, self.D_for_g = compiled(self.G), compiled(self.D)
 
         if info.is_main:
             save_config(cfg, self.run_dir / "config.yaml")
@@ -196,9 +260,7 @@ class Trainer:
         return autocast(self.device, self.amp)
 
     def _latents(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        z = torch.randn(n, self.cfg.model.z_dim, device=self.device)
-        y = torch.randint(0, self.cfg.model.num_classes, (n,), device=self.device)
-        return z, y
+        return self.latents.next(n, self.step)
 
     def sampling_generator(self) -> nn.Module:
         """The EMA generator when enabled, else G (both used in eval mode)."""
@@ -285,11 +347,13 @@ class Trainer:
                 x = x.contiguous(memory_format=torch.channels_last)
             z, y_fake = self._latents(self.micro)
             with torch.no_grad(), self._autocast():
-                fake = self.G(z, y_fake)
+                fake = self.G_for_d(z, y_fake)
             sync = i == t.accumulate - 1 or not self.info.distributed
             with contextlib.nullcontext() if sync else self.D_train.no_sync():
                 with self._autocast():
-                    logits = self.D_train(torch.cat([x, fake.to(x.dtype)]), torch.cat([y, y_fake]))
+                    # the reals take the fakes' dtype (autocast's; D's convolutions cast them to it anyway, only the
+                    # first block's shortcut pools them rounded) rather than the fakes an extra float32 copy
+                    logits = self.D_train(torch.cat([x.to(fake.dtype), fake]), torch.cat([y, y_fake]))
                     real_logits, fake_logits = logits.float().split(self.micro)
                     loss = d_loss(real_logits, fake_logits, t.loss)
                 self.scaler_D.scale(loss / t.accumulate).backward()
@@ -331,6 +395,8 @@ class Trainer:
 
         ``self.evidence`` keeps the step's tensors for a NaN report (D: a list, one entry per D update).
         """
+        if self.cfg.train.paired:  # this step's Hamburger bases from streams of their own (latents: self.latents)
+            seed_bases_streams({"G": self.G, "D": self.D}, self.cfg.train.seed, self.info.rank, self.step)
         out: dict[str, torch.Tensor] = {}
         d_evidence = []
         for _ in range(self.cfg.train.d_steps):
@@ -346,12 +412,6 @@ class Trainer:
         return out
 
     # ---- the loop ------------------------------------------------------------------------------------------------
-
-    def peak_memory_mb(self) -> float:
-        """CUDA: peak allocated tensor memory; CPU: peak resident set size of the process."""
-        if self.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.device) / 2**20
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
 
     def fit(self) -> dict[str, Any]:
         """Train until ``train.steps``; returns the last logged metrics. Releases the run lock at the end."""
@@ -393,8 +453,13 @@ class Trainer:
         self.checks = StepChecks()
         sums: dict[str, torch.Tensor] = {}
         n, tick = 0, time.perf_counter()
+        memory = PeakMemory(self.device)
+        reported = False  # RUN/compile.json written (after this process's first step)
         while self.step < t.steps:
             out = self.train_step()
+            if t.compile and not reported and self.info.is_main:
+                self.log.write(write_compile_report(self.run_dir / "compile.json", t.compile_backend))
+            reported = True
             for k, v in out.items():
                 sums[k] = sums.get(k, 0.0) + v
             n += 1
@@ -421,7 +486,7 @@ class Trainer:
                     lr_d=self.opt_D.param_groups[0]["lr"],
                     it_per_s=n / elapsed,
                     images_per_s=n * t.batch_size / elapsed,
-                    peak_mem_mb=self.peak_memory_mb(),
+                    peak_mem_mb=memory.read_mb(),
                     train_s=self.metrics.get("train_s", 0.0) + elapsed,  # training time of the run, resumes included
                 )
                 self.metrics["train_s"] = last_metrics["train_s"]
@@ -437,5 +502,7 @@ class Trainer:
                 self.record_fid(self.measure_fid())
             if ckpt:
                 self.save()
+            if logs or samples or fid or ckpt:
+                memory.reset()  # the next reading: training steps only
             tick += time.perf_counter() - pause
         self._handle(self.checks.resolve())

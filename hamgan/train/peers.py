@@ -152,8 +152,17 @@ class PeerMonitor:
                         f"{str(error).splitlines()[0][:200] if str(error) else ''})")
 
     def close(self, error: BaseException | None = None) -> None:
-        """Leave the exit note (``done``, or ``failed: <error>`` so that the other ranks stop at once) and stop."""
+        """Leave the exit note (``done``, or ``failed: <error>`` so that the other ranks stop at once), stop and join
+        the thread, and drop the store connection. Idempotent.
+
+        The join matters: a daemon thread left inside a store call (C++, GIL released) when the interpreter exits is
+        ended by CPython with ``pthread_exit``, which aborts the process ("terminate called without an active
+        exception", exit 134) instead of the exit status the run chose.
+        """
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.stale + self.interval + 1)  # a store call returns within `stale` s
+            self._thread = None
         if self._store is None:
             return
         note = "done" if error is None else f"failed: {type(error).__name__}: {str(error)[:300]}"
@@ -161,3 +170,4 @@ class PeerMonitor:
             self._store.set(f"exit/{self.rank}", note)
         except Exception:
             pass
+        self._store = None

@@ -312,7 +312,11 @@ class RunLock:
                             "stopping without writing, so that two trainers never write the same run folder")
 
     def release(self) -> None:
+        """Stop and join the heartbeat thread (none may outlive the trainer), then delete the lock if it is ours."""
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)  # it waits on _stop: it ends at once, or after one touch of the lock file
+            self._thread = None
         if not self.held:
             return
         self.held = False

@@ -82,10 +82,41 @@ def training_state(trainer: Trainer) -> dict[str, Any]:
     }
 
 
-def load_training_state(trainer: Trainer, path: Path) -> None:
-    """Restore the training state of checkpoint ``path`` into ``trainer``'s raw networks (before DDP wraps them)."""
-    state = load_checkpoint(path, map_location=trainer.device)
-    saved_model = flatten(to_dict(from_dict(state.get("config", {})))["model"], "model.")  # old schemas migrated
+# How an optimiser runs on this machine, not training state: kept from the configured optimiser on resume.
+OPTIMIZER_IMPLEMENTATION = ("fused", "foreach", "capturable", "differentiable")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """``optimizer.load_state_dict(saved)`` of a CPU-loaded state, keeping the configured implementation flags.
+
+    Torch's loader moves moments to each parameter's device and leaves the ``step`` counts where they are (CPU)
+    unless the group is fused or capturable, which want them on the parameter's device (float32). The saved groups'
+    ``fused`` / ``foreach`` / ... would otherwise replace the configured ones: a run resumed on a GPU would keep the
+    non-fused Adam of a CPU checkpoint, and a CPU resume of a fused GPU checkpoint fused Adam.
+    """
+    groups = [{**saved_group, **{k: group[k] for k in OPTIMIZER_IMPLEMENTATION if k in group}}
+              for saved_group, group in zip(saved["param_groups"], optimizer.param_groups)]
+    optimizer.load_state_dict({**saved, "param_groups": groups + saved["param_groups"][len(groups):]})
+
+
+def load_scaler_state(scaler: torch.amp.GradScaler, saved: dict[str, Any], name: str) -> str | None:
+    """Restore a loss scaler; an enabled one given the empty state of a disabled scaler (a bf16 / float32 / CPU
+    checkpoint resumed in fp16) starts from a fresh scale instead. Returns the sentence to log then, else None."""
+    if scaler.is_enabled() and not saved:
+        return (f"{name}: the checkpoint has no fp16 loss-scaler state (trained without fp16); starting from a "
+                f"fresh scale of {scaler.get_scale():g}")
+    scaler.load_state_dict(saved)
+    return None
+
+
+def load_training_state(trainer: Trainer, path: Path) -> list[str]:
+    """Restore the training state of checkpoint ``path`` into ``trainer``'s raw networks (before DDP wraps them).
+
+    The file is read onto the CPU: the RNG states must be CPU byte tensors, Adam's ``step`` counts stay CPU
+    tensors (see :func:`load_optimizer_state`), and ``load_state_dict`` copies weights and moments to the networks'
+    devices. Returns sentences for the run log about what could not be restored as saved."""
+    state = load_checkpoint(path, map_location="cpu")
+    saved_model = flatten(to_dict(from_dict(state.get("config", {})))["model"], "model.")  # defaults filled in
     ours = flatten(to_dict(trainer.cfg)["model"], "model.")
     diffs = [f"{k}: {saved_model.get(k)!r} in the checkpoint, {v!r} configured"
              for k, v in ours.items() if saved_model.get(k) != v]
@@ -101,10 +132,10 @@ def load_training_state(trainer: Trainer, path: Path) -> None:
             load_state_dict_checked(trainer.ema.model, state["G_ema"], "EMA generator", path)
         else:  # EMA switched on for a run trained without it: start from the current G
             trainer.ema.model.load_state_dict(trainer.G.state_dict())
-    trainer.opt_G.load_state_dict(state["opt_G"])
-    trainer.opt_D.load_state_dict(state["opt_D"])
-    trainer.scaler_G.load_state_dict(state["scaler_G"])
-    trainer.scaler_D.load_state_dict(state["scaler_D"])
+    load_optimizer_state(trainer.opt_G, state["opt_G"])
+    load_optimizer_state(trainer.opt_D, state["opt_D"])
+    notes = [load_scaler_state(trainer.scaler_G, state["scaler_G"], "scaler_G"),
+             load_scaler_state(trainer.scaler_D, state["scaler_D"], "scaler_D")]
     trainer.step = int(state["step"])
     trainer.metrics = dict(state.get("metrics", trainer.metrics))
     data, rngs, info = state["data"], state["rng"], trainer.info
@@ -115,3 +146,4 @@ def load_training_state(trainer: Trainer, path: Path) -> None:
         warn_world_change(data.get("world_size", 1), info.world_size)
         seed_everything(trainer.cfg.train.seed + 1000 * info.rank + trainer.step)
         trainer.data.set_position(data["epoch"] + 1, 0)
+    return [note for note in notes if note]

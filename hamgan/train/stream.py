@@ -7,6 +7,10 @@
 Images cross to the GPU as uint8 (a quarter of float32's bytes) with a non-blocking copy from pinned memory; the
 flip decisions are drawn on the CPU from the generator ``flip`` (saved in checkpoints, so a resumed run sees the
 same pixels) and applied on the device, so nothing on the CPU side waits for the GPU.
+
+The data order is a permutation per epoch seeded by (``train.seed``, epoch) and the flips come from their own
+generator, so the batches do not depend on the model being trained. The latents and labels of the fake batches
+come from :class:`LatentStream`, with ``train.paired`` a generator of their own per step (``hamgan.seeds``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from hamgan import distributed
 from hamgan.config import Config, ConfigError, DataConfig
 from hamgan.distributed import DistInfo
+from hamgan.seeds import named_generator
 
 
 def reads_image_folder(data: DataConfig) -> bool:
@@ -174,3 +179,32 @@ class DataStream:
             flip = (flip.pin_memory() if self.pin else flip).to(self.device, non_blocking=True)
         x = x.to(self.device, non_blocking=True)
         return to_model_input(x, flip), y.to(self.device, non_blocking=True)
+
+
+class LatentStream:
+    """The latents and labels the training steps feed G: ``z`` ~ N(0, I) (B, z_dim) and ``y`` uniform in
+    [0, num_classes) (B,) long, on ``device``.
+
+    ``seed`` None: torch's global generator (seeded per rank by the trainer; saved in checkpoints). ``seed`` given
+    (``train.paired``): step ``s`` of rank ``r`` draws from a generator of its own, seeded with
+    ``derive_seed(seed, "latents", r, s)`` and made on ``device`` when the step first asks, then drawn in order for
+    the step's D and G updates. Nothing else draws from it, so two models of one seed get the same latents and
+    labels whatever random numbers their networks use, and a resumed run needs no state beyond the step.
+    """
+
+    def __init__(self, z_dim: int, num_classes: int, device: torch.device, seed: int | None = None,
+                 rank: int = 0) -> None:
+        self.z_dim, self.num_classes, self.device = z_dim, num_classes, device
+        self.seed, self.rank = seed, rank
+        self._step: int | None = None
+        self._generator: torch.Generator | None = None
+
+    def next(self, n: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next ``n`` latents and labels of training step ``step`` (the steps completed before it)."""
+        if self.seed is not None and step != self._step:
+            self._step = step
+            self._generator = named_generator(self.seed, "latents", self.rank, step, device=self.device)
+        generator = self._generator if self.seed is not None else None
+        z = torch.randn(n, self.z_dim, device=self.device, generator=generator)
+        y = torch.randint(0, self.num_classes, (n,), device=self.device, generator=generator)
+        return z, y

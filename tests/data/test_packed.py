@@ -70,7 +70,9 @@ def test_corrupt_images_are_skipped_with_one_warning(tmp_path: Path):
     truncated.write_bytes(truncated.read_bytes()[:2000])  # header intact: fails only when decoded
     with pytest.warns(UserWarning, match=r"skipped 2 unreadable image\(s\) of 13") as record:
         meta = pack_image_folder(root, tmp_path / "out", resolution=32, workers=2, progress=False)
-    assert len(record) == 1 and "garbage.JPEG" in str(record[0].message)
+    # one warning of ours; Python >= 3.12 adds DeprecationWarnings about fork() in a multi-threaded process
+    ours = [w for w in record if issubclass(w.category, UserWarning)]
+    assert len(ours) == 1 and "garbage.JPEG" in str(ours[0].message)
     assert meta["count"] == 11 and meta["num_skipped"] == 2
     ds = PackedDataset(tmp_path / "out")
     assert ds.images.shape == (11, 32, 32, 3)

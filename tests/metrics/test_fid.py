@@ -10,14 +10,8 @@ from torchvision.utils import save_image
 
 from hamgan.evaluate import main as eval_main
 from hamgan.metrics.features import folder_statistics, list_images
-from hamgan.metrics.fid import (
-    FeatureStats,
-    StatsError,
-    frechet_distance,
-    load_stats,
-    save_stats,
-    warn_if_biased,
-)
+from hamgan.metrics.fid import frechet_distance
+from hamgan.metrics.stats import FeatureStats, StatsError, load_stats, save_stats, warn_if_biased
 from hamgan.metrics.summary import frechet_distance_of_features
 from hamgan.metrics.inception import InceptionFeatures
 from hamgan.sample import to_uint8
@@ -164,14 +158,6 @@ def test_frechet_distance_rejects_nan():
     mu, sigma = np.zeros(3), np.eye(3)
     with pytest.raises(StatsError, match="NaN or inf"):
         frechet_distance(mu, sigma * np.nan, mu, sigma)
-
-
-def test_moved_names_still_import_from_fid_module():
-    import hamgan.metrics.fid as fid_module
-    from hamgan.metrics import features
-
-    assert fid_module.folder_statistics is features.folder_statistics
-    assert fid_module.generator_statistics is features.generator_statistics
 
 
 def test_frechet_distance_of_different_dims_is_an_error():

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from hamgan.metrics.features import Extraction, Reference
-from hamgan.metrics.fid import FeatureStats, StatsError, frechet_distance
+from hamgan.metrics.fid import frechet_distance
+from hamgan.metrics.stats import FeatureStats, StatsError
 from hamgan.metrics.summary import frechet_distance_of_features, per_class_fid, summarize
 
 DIM = 64  # any feature size works; small keeps the test fast

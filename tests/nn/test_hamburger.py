@@ -366,3 +366,57 @@ def test_batch_norm_options_reach_every_bn_of_the_block():
     block = Hamburger(16, rank=4, version="v2", num_classes=3, cheese="legacy", bn=BNOptions(1e-3, 0.001, True))
     bns = [m for m in block.modules() if isinstance(m, nn.BatchNorm2d)]
     assert len(bns) == 2 and all((m.eps, m.momentum) == (1e-3, 0.001) for m in bns)
+
+
+class CudaAutocastPromotion(torch.overrides.TorchFunctionMode):
+    """CUDA autocast's "promote" ops (addcmul, addcdiv) cast every floating input to the widest of them, so a float32
+    scalar parameter widens a bf16 activation; CPU autocast does not (plain type promotion keeps bf16 there, as a
+    0-dim tensor does not widen a tensor of its category). Under CPU autocast this mode does what CUDA's would."""
+
+    PROMOTE = {torch.addcmul, torch.Tensor.addcmul, torch.addcdiv, torch.Tensor.addcdiv}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.PROMOTE and torch.is_autocast_enabled("cpu"):
+            floats = [t.dtype for t in torch.utils._pytree.tree_leaves((args, kwargs))
+                      if isinstance(t, torch.Tensor) and t.is_floating_point()]
+            widest = floats[0]
+            for dtype in floats[1:]:
+                widest = torch.promote_types(widest, dtype)
+            args, kwargs = torch.utils._pytree.tree_map(
+                lambda t: t.to(widest) if isinstance(t, torch.Tensor) and t.is_floating_point() else t, (args, kwargs))
+        return func(*args, **kwargs)
+
+
+def context_blocks() -> dict[str, nn.Module]:
+    from hamgan.nn import FullSelfAttention, SelfAttention
+    from hamgan.nn.ylg import YLGAttention
+
+    return {
+        "ham G (class-conditional BN)": Hamburger(16, rank=4, steps=2, num_classes=3),
+        "ham D": Hamburger(16, rank=4, steps=2),
+        "ham D with bread biases": Hamburger(16, rank=4, steps=2, bread_bias=True),
+        "ham v2 G": Hamburger(16, rank=4, steps=2, version="v2", num_classes=3),
+        "ham v2 legacy G": Hamburger(16, rank=4, steps=2, version="v2", cheese="legacy", num_classes=3),
+        "attention": SelfAttention(16),
+        "full attention": FullSelfAttention(16),
+        "ylg": YLGAttention(64),
+    }
+
+
+@pytest.mark.parametrize("name", list(context_blocks()))
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_context_block_output_keeps_the_input_dtype_under_cuda_style_autocast(name, dtype):
+    """G's activations stay bf16 through the context block: x + sigma * out with sigma a float32 parameter left
+    G's bf16 stream under CUDA autocast (emulated here; measured on the code before this change: float32 out of
+    every block but the plain D Hamburger)."""
+    torch.manual_seed(0)
+    block = context_blocks()[name]
+    for p in block.parameters():
+        if p.ndim == 0:
+            nn.init.constant_(p, 0.5)  # sigma / gamma: the residual branch counts
+    channels = 64 if name == "ylg" else 16
+    x, y = torch.randn(2, channels, 8, 8).to(dtype), torch.tensor([0, 2])
+    with torch.autocast("cpu", dtype=torch.bfloat16), CudaAutocastPromotion():
+        out = block(x, y) if isinstance(block, Hamburger) else block(x)
+    assert out.dtype == dtype

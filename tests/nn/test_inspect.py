@@ -14,8 +14,8 @@ from hamgan.nn.layers import pointwise
 def tiny_generator(context: str, *overrides: str) -> Generator:
     cfg = load_config(None, [
         "model.resolution=32", "model.img_channels=1", "model.num_classes=4", "model.z_dim=16",
-        f"model.context={context}", "model.g.channels=8", "model.g.context_res=16", "model.g.ham_rank=4",
-        "model.ham.steps=3", *overrides,
+        f"model.g.context={context}", "model.g.channels=8", "model.g.context_res=16", "model.g.ham.rank=4",
+        "model.g.ham.steps=3", *overrides,
     ])
     torch.manual_seed(0)
     G = Generator(cfg.model).eval()
@@ -39,7 +39,7 @@ def block_io(block: nn.Module):
 
 @pytest.mark.parametrize("groups", [1, 2])
 def test_hamburger_coefficients_reconstruct_the_block_output(groups):
-    G = tiny_generator("ham", f"model.ham.groups={groups}", "model.g.ham_dim=16")
+    G = tiny_generator("ham", f"model.g.ham.groups={groups}", "model.g.ham.dim=16")
     block = G.context
     z, y = latents()
     torch.manual_seed(5)  # the same random initial bases in both forwards
@@ -105,7 +105,7 @@ def test_attention_maps_are_the_weights_of_the_forward():
 def test_wrong_context_block_is_a_clear_error(context, fn, needed):
     if context == "none":
         cfg = load_config(None, ["model.resolution=32", "model.num_classes=4", "model.z_dim=16",
-                                 "model.context=none", "model.g.channels=8"])
+                                 "model.g.context=none", "model.g.channels=8"])
         G = Generator(cfg.model).eval()
     else:
         G = tiny_generator(context)

@@ -1,0 +1,65 @@
+"""studies.fmnist32.statistics: paired differences with t and bootstrap intervals, verdicts, plateau, improving."""
+
+import math
+
+import pytest
+
+from studies.fmnist32.statistics import ONE_SEED, improving, paired_difference, paired_differences, plateau, verdict
+
+T_975_2 = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom (tables)
+
+
+@pytest.mark.parametrize("interval, metric, expected", [
+    ((-3.0, -1.0), "fid", "beat"), ((1.0, 3.0), "fid", "lost"), ((-1.0, 1.0), "fid", "inconclusive"),
+    ((-3.0, -1.0), "kid_mean", "beat"), ((0.01, 0.05), "precision", "beat"), ((-0.05, -0.01), "recall", "lost"),
+    (None, "fid", ONE_SEED),
+])
+def test_verdicts_follow_the_direction_of_each_metric(interval, metric, expected):
+    assert verdict(interval, metric) == expected
+
+
+def test_paired_difference_uses_the_common_seeds_only():
+    a = {0: 70.0, 1: 72.0, 2: 71.0, 3: 99.0}
+    b = {0: 75.0, 1: 76.0, 2: 77.0}
+    d = paired_difference(a, b, "fid")
+    assert d["seeds"] == [0, 1, 2] and d["diffs"] == [-5.0, -4.0, -6.0] and d["n"] == 3
+    assert d["mean"] == pytest.approx(-5.0) and d["sd"] == pytest.approx(1.0)
+    half = T_975_2 / math.sqrt(3)
+    assert d["t_interval"] == pytest.approx([-5 - half, -5 + half])
+    assert d["bootstrap_interval"][0] <= -5 <= d["bootstrap_interval"][1]
+    assert d["verdict"] == "beat" and d["better"] == "lower"
+    assert paired_difference({0: 1.0}, {1: 2.0}, "fid") is None
+
+
+def test_one_common_seed_has_no_interval():
+    d = paired_difference({0: 70.0}, {0: 75.0}, "fid")
+    assert d["n"] == 1 and d["mean"] == -5.0 and d["t_interval"] is None and d["bootstrap_interval"] is None
+    assert d["verdict"] == ONE_SEED
+
+
+def test_paired_differences_of_final_rows_per_pair_and_metric():
+    final = {"hamgan": {s: {"fid": 70.0 + s, "precision": 0.5 + s / 100, "kid_mean": None} for s in range(3)},
+             "sagan": {s: {"fid": 80.0 + 2 * s, "precision": 0.5} for s in range(3)}}
+    out = paired_differences(final, [("hamgan", "sagan"), ("hamgan", "none")])
+    assert set(out) == {"hamgan-sagan", "hamgan-none"} and out["hamgan-none"] == {}
+    assert set(out["hamgan-sagan"]) == {"fid", "precision"}  # KID missing: left out
+    assert out["hamgan-sagan"]["fid"]["diffs"] == [-10.0, -11.0, -12.0]
+    assert out["hamgan-sagan"]["fid"]["verdict"] == "beat"
+    assert out["hamgan-sagan"]["precision"]["mean"] == pytest.approx(0.01)
+
+
+def test_plateau_compares_the_last_change_with_the_seed_spread():
+    falling = plateau({1000: [120.0], 2000: [100.0], 3000: [90.0]}, spread=2.5)
+    assert falling["verdict"] == "still falling" and falling["change"] == pytest.approx(-10.0)
+    assert (falling["from_step"], falling["to_step"], falling["spread"]) == (2000, 3000, 2.5)
+    assert plateau({1000: [80.0], 2000: [79.0]}, spread=2.5)["verdict"] == "flat"
+    assert plateau({1000: [80.0], 2000: [85.0]}, spread=2.5)["verdict"] == "rising"
+    assert plateau({1000: [80.0], 2000: [79.0]}, spread=None)["verdict"] == "no spread"
+    # several seeds: the sample std over seeds at the last step is the spread (the given value is ignored)
+    several = plateau({1000: [80.0, 84.0], 2000: [77.0, 81.0]}, spread=100.0)
+    assert several["spread"] == pytest.approx(math.sqrt(8)) and several["verdict"] == "still falling"
+    assert plateau({1000: [80.0]}, spread=1.0) is None
+
+
+def test_improving_counts_runs_whose_fid_fell():
+    assert improving({"a": 50.0, "b": 40.0, "c": 45.0}, {"a": 48.0, "b": 41.0, "d": 1.0}) == ["a"]
