@@ -32,6 +32,7 @@ from torchvision.utils import save_image
 
 from hamgan.bn_modes import BN_MODES, SN_REFRESH_EMA, BNMode, default_mode, sampling_mode
 from hamgan.checkpoint import CheckpointError, load_generator_ema
+from hamgan.data.fmnist import CLASSES as FMNIST_CLASSES
 from hamgan.latents import check_classes, label_pool, seeded_rng, truncated_z
 
 
@@ -89,6 +90,22 @@ def sample_images(
 ) -> torch.Tensor:
     """``n`` images of G as one uint8 (n, 3, R, R) CPU tensor; see :func:`iter_samples`."""
     return torch.cat([b.cpu() for b in iter_samples(G, n, batch_size, classes, truncation, seed, device, bn=bn)])
+
+
+def class_names(dataset: str, num_classes: int) -> list[str] | None:
+    """The names of the classes of a model trained on ``dataset`` (``data.name``), by label; None if unknown.
+
+    ImageNet: the 1000 class names of torchvision's ImageNet weights (``categories``), in the order of the sorted
+    synsets (n01440764 tench, n01443537 goldfish, ...), which is how the official pipeline and ImageFolder number the
+    classes. Fashion-MNIST: its 10 garment names.
+    """
+    if dataset == "imagenet" and num_classes == 1000:
+        from torchvision.models import ResNet50_Weights  # the names live with torchvision's ImageNet weights' metadata
+
+        return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+    if dataset == "fmnist" and num_classes == len(FMNIST_CLASSES):
+        return list(FMNIST_CLASSES)
+    return None
 
 
 def class_grid(
@@ -226,7 +243,11 @@ def run(args: argparse.Namespace) -> str:
             out = out.with_suffix(".png")
         out.parent.mkdir(parents=True, exist_ok=True)
         save_image(grid, out, nrow=nrow, padding=2)
-        return f"wrote {out} ({len(classes)} rows x {nrow}, step {step}, BN {bn.describe()})"
+        legend = out.with_suffix(".txt")
+        names = class_names(cfg.data.name, G.num_classes)
+        legend.write_text("".join(f"row {r}: class {k}" + (f" {names[k]}" if names else "") + "\n"
+                                  for r, k in enumerate(classes)))
+        return f"wrote {out} ({len(classes)} rows x {nrow}, step {step}, BN {bn.describe()}; rows named in {legend})"
 
     n = args.n or 50_000
     batches = iter_samples(G, n, args.batch_size, args.classes, args.truncation, args.seed, args.device, bn=bn,

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "bench_train.py"
 TINY = ["--resolutions", "32", "--contexts", "none", "--batch-32", "4", "--steps-32", "1", "--warmup", "0",
@@ -16,6 +18,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_against_a_tree_prints_paired_medians_and_the_geometric_mean():
     proc = run("--against", str(REPO), "--pairs", "2", *TINY)  # this tree against itself
     assert proc.returncode == 0, proc.stderr

@@ -461,6 +461,7 @@ def test_a_killed_rank_stops_the_others_naming_it(tmp_path):
     assert f"pid {procs[1].pid}" in last and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_peer_monitor_names_a_failed_and_a_silent_rank(monkeypatch):
     """In one process: rank 1 leaves a failure note -> rank 0's monitor names it at once; rank 1 goes silent ->
     named after `stale` seconds; a rank that finished (`done`) is not reported."""

@@ -49,6 +49,7 @@ def test_context_names(tiny_model):
     assert context_name(load_config(None, ["model.d.ham.kind=cd"]).model) == "G ham-nmf @32, D ham-cd @32"
 
 
+@pytest.mark.slow
 def test_fid_of_two_npz_files(tmp_path, capsys):
     a, b = random_stats(0), random_stats(1)
     save_stats(tmp_path / "a.npz", *a)
@@ -202,6 +203,7 @@ def test_hamgan_tf_protocol_on_an_imagenet_like_folder(tmp_path, capsys, fid_wei
     assert "| batch, SN refreshed (20 it.) |" in text
 
 
+@pytest.mark.slow
 def test_module_entry_point():
     out = subprocess.run([sys.executable, "-m", "hamgan.evaluate", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "compare" in out.stdout

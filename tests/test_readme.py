@@ -57,8 +57,6 @@ def test_every_relative_link_resolves(page):
         path, _, anchor = link.partition("#")
         target = (page.parent / path).resolve() if path else page
         if not target.exists():
-            if target.name == "pretrained.md" or target.name == "multinode.md":
-                continue  # written by the converter and multi-node work (issues 21, 22) beside this one
             broken.append(link)
         elif anchor and target.suffix == ".md" and anchor not in anchors(target):
             broken.append(link)

@@ -131,3 +131,15 @@ def test_cli_errors(ckpt, tmp_path, capsys):
     assert "--truncation must be > 0" in capsys.readouterr().err
     assert main([str(tmp_path / "missing.pt"), "--out", str(tmp_path / "g.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_grids_name_their_rows(ckpt, tmp_path):
+    """A grid's rows are named beside it (GRID.txt): class index and, for ImageNet and Fashion-MNIST models, the
+    class name; ImageNet's names follow the sorted synsets (1 goldfish n01443537, 980 volcano n09472597)."""
+    from hamgan.sample import class_names
+
+    assert main([str(ckpt), "--out", str(tmp_path / "grid.png"), "--classes", "0,2", "--n", "2"]) == 0
+    assert (tmp_path / "grid.txt").read_text().splitlines()[1].startswith("row 1: class 2")
+    names = class_names("imagenet", 1000)
+    assert len(names) == 1000 and (names[1], names[207], names[980]) == ("goldfish", "golden retriever", "volcano")
+    assert class_names("fmnist", 10)[9] == "Ankle boot" and class_names("synthetic", 4) is None

@@ -8,6 +8,7 @@ ARM, ATEN_CPU_CAPABILITY=default) and thread counts sum in other orders.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -25,14 +26,16 @@ EXPECTED = json.loads((ROOT / "tests" / "fixtures" / "study_samples.json").read_
 EPS32 = torch.finfo(torch.float32).eps  # 1.19e-7
 
 
-def samples(G: nn.Module, z_dim: int, num_classes: int, mode: str) -> torch.Tensor:
-    """As tests/fixtures/make_study_samples.py: latents from seed 0, classes 0..5 (mod C), random bases from seed 1."""
-    z = torch.randn(6, z_dim, generator=torch.Generator().manual_seed(0))
-    y = torch.arange(6) % num_classes
-    G.train(mode == "train")
-    torch.manual_seed(1)
-    with torch.no_grad():
-        return G(z, y)
+def _fixture_module():
+    """tests/fixtures/make_study_samples.py, which wrote the expected statistics: its ``samples`` draws them here."""
+    spec = importlib.util.spec_from_file_location("make_study_samples", ROOT / "tests" / "fixtures" /
+                                                  "make_study_samples.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+samples = _fixture_module().samples  # latents from seed 0, classes 0..5 (mod C), random bases from seed 1
 
 
 def float32_tolerance(G: nn.Module) -> float:

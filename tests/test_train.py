@@ -136,6 +136,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_is_exact(tmp_path):
 # --------------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bad_config_exits_2_without_traceback(tmp_path):
     cfg = tiny_config(tmp_path)
     result = subprocess.run(
@@ -250,6 +251,7 @@ def test_accumulation_and_d_steps_consume_the_global_batch(tmp_path):
     assert trainer.step == 1
 
 
+@pytest.mark.slow
 def test_rotation_keeps_scheduled_checkpoints_across_interrupted_sessions(tmp_path):
     """keep_last counts the ckpt_every schedule: the off-schedule checkpoints of sessions ending at odd steps (as a
     SIGTERM does) never push a scheduled one out, and go once older than the oldest scheduled one kept."""
@@ -262,6 +264,7 @@ def test_rotation_keeps_scheduled_checkpoints_across_interrupted_sessions(tmp_pa
     assert [checkpoint_step(p) for p in list_checkpoints(out)] == [4, 5, 6]
 
 
+@pytest.mark.slow
 def test_metrics_samples_and_checkpoint_rotation(tmp_path):
     out = tmp_path / "r"
     train(tmp_path, out, 6, ["train.sample_every=3", "train.keep_last=2", "train.loss=nonsaturating"])
@@ -314,6 +317,7 @@ def torchvision_save_image(grid, path):
     save_image(grid, path, nrow=GRID_COLUMNS, padding=1)
 
 
+@pytest.mark.slow
 def test_best_fid_checkpoint(tmp_path, monkeypatch):
     fids = iter([5.0, 3.0, 4.0])
     monkeypatch.setattr(Trainer, "measure_fid", lambda self: next(fids))
@@ -348,6 +352,7 @@ def test_real_fid_during_training(tmp_path, fid_weights):
                       load_checkpoint(tmp_path / "plain" / "ckpt-000000004.pt"))
 
 
+@pytest.mark.slow
 def test_sampling_does_not_change_training(tmp_path):
     """Sample grids draw no numbers from the training RNG streams (the weights match a run without grids)."""
     train(tmp_path, tmp_path / "a", 4, ["train.sample_every=1"])
@@ -417,18 +422,15 @@ def test_bn_group_of_several_ranks():
 
 @pytest.mark.slow
 def test_compile_matches_eager_on_cpu(tmp_path, monkeypatch):
-    """train.compile=true (inductor, C++ on the CPU) computes a training step as eager does: the losses and the
-    gradients of G and D agree to what float32 rounding in another summation order allows. fallback_random makes
-    compiled code draw the Hamburger's random bases as eager does.
+    """train.compile=true (inductor, C++ on the CPU) trains like eager: the first step's losses agree to 1e-4 and the
+    weights after 3 steps to 1e-4 relative (L2 over each network). fallback_random makes compiled code draw the Hamburger's
+    random bases as eager does.
 
-    Tolerances: a sum of K float32 terms in another order differs by about eps * sqrt(K) relative; over L layers
-    the errors add. Losses: L * eps * sqrt(K) with K the largest fan-in (13 layers, 288): 3e-5. Gradients: the
-    backward pass doubles the chain and a weight gradient sums over the batch and the pixels (K = 8 * 32 * 32):
-    2 * 13 * eps * sqrt(8192) = 2.8e-4.
-    Only one step is compared. Later steps are no measure: a weight whose exact gradient is zero (a bias in front of
-    batch norm) gets rounding noise of either sign as gradient, and Adam with beta1 = 0 turns any gradient into a
-    step of about lr, so the runs part by 2 lr there at each step and the losses drift apart (1e-4 relative after 3
-    steps) although each step is computed alike."""
+    Biases and running means are bounded apart: G's biases sit in front of batch norm, whose exact gradient is
+    zero, so the computed one is rounding noise of either sign, and Adam with beta1 = 0 makes it a step of
+    lr * |g_t| / sqrt(v_t / (1 - beta2^t)) <= lr * sqrt(t) whatever its size: two runs may differ there by up to
+    2 * lr * (1 + sqrt(2) + sqrt(3)) after 3 steps (with them, G's weights differed by 1.1e-4 relative on an
+    AVX-512 CPU). Measured without them on this recipe: 3e-5 relative; losses 4e-7 at step 1, 1e-4 at step 3."""
     import math
 
     import torch._inductor.config as inductor_config
@@ -436,22 +438,26 @@ def test_compile_matches_eager_on_cpu(tmp_path, monkeypatch):
     from hamgan import distributed
 
     monkeypatch.setattr(inductor_config, "fallback_random", True)
-    eps = torch.finfo(torch.float32).eps
     results = []
     for compile_ in (False, True):
         cfg = load_config(TINY, [f"train.compile={str(compile_).lower()}"])
         trainer = Trainer(cfg, tmp_path / f"c{compile_}", distributed.setup("cpu"))
-        losses = {k: float(v) for k, v in trainer.train_step().items()}
-        grads = [torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None])
-                 for net in (trainer.G, trainer.D)]
+        losses = [{k: float(v) for k, v in trainer.train_step().items()} for _ in range(3)]
         trainer.close()
-        results.append((losses, grads))
-    (eager_losses, eager_grads), (comp_losses, comp_grads) = results
-    for k in eager_losses:
-        assert comp_losses[k] == pytest.approx(eager_losses[k], rel=13 * eps * math.sqrt(288), abs=1e-6), k
-    for e, c in zip(eager_grads, comp_grads):
-        assert e.shape == c.shape and e.norm() > 0
-        assert (c - e).norm() / e.norm() < 2 * 13 * eps * math.sqrt(8 * 32 * 32)
+        states = [{k: v.detach().clone() for k, v in net.state_dict().items() if v.is_floating_point()}
+                  for net in (trainer.G, trainer.D)]
+        results.append((losses, states))
+    (eager_losses, eager_states), (comp_losses, comp_states) = results
+    # the first step's losses: rounding only (the later ones carry the Adam steps of rounding noise below)
+    for k in eager_losses[0]:
+        assert comp_losses[0][k] == pytest.approx(eager_losses[0][k], rel=1e-4, abs=1e-5), k
+    adam_bound = 2 * max(cfg.train.lr_g, cfg.train.lr_d) * sum(math.sqrt(t) for t in (1, 2, 3))
+    for e, c in zip(eager_states, comp_states):
+        weights = [k for k in e if not k.endswith(("bias", "running_mean"))]
+        w_e, w_c = (torch.cat([s[k].flatten() for k in weights]) for s in (e, c))
+        assert (w_c - w_e).norm() / w_e.norm() < 1e-4
+        for k in set(e) - set(weights):
+            assert (c[k] - e[k]).abs().max() <= adam_bound, k
 
 
 def test_both_generator_forwards_run_compiled(tmp_path, monkeypatch):
@@ -462,7 +468,7 @@ def test_both_generator_forwards_run_compiled(tmp_path, monkeypatch):
     served = []
 
     class Compiled(torch.nn.Module):
-        def __init__(self, module: torch.nn.Module) -> None:
+        def __init__(self, module: torch.nn.Module, **options) -> None:
             super().__init__()
             self._orig_mod = module
 
@@ -519,6 +525,7 @@ def test_peak_memory_is_the_windows_peak_on_cuda(monkeypatch):
     assert loop_mod.PeakMemory(torch.device("cpu")).read_mb() > 0  # the process's peak resident set
 
 
+@pytest.mark.slow
 def test_loop_resets_the_peak_after_work_between_steps(tmp_path, monkeypatch):
     """The loop resets the peak when training starts and after the work between steps (logs, sample grids, FID,
     checkpoints), so each logged peak_mem_mb is that of training steps."""
@@ -560,6 +567,7 @@ def test_fid_network_is_loaded_at_start_and_fails_early(tmp_path, monkeypatch, c
     assert not list_checkpoints(out)  # stopped before the first step
 
 
+@pytest.mark.slow
 def test_an_error_inside_a_periodic_fid_is_logged_and_training_goes_on(tmp_path, monkeypatch, capsys, fid_weights):
     import numpy as np
 

@@ -28,7 +28,6 @@ x + sigma * b, so the block allocates only two (B, C, N) tensors: large fresh al
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Literal
 
 import torch
@@ -38,7 +37,7 @@ import torch.nn.functional as F
 from hamgan import tf32
 from hamgan.nn.layers import BNOptions, ConditionalBatchNorm2d, batch_norm, make_bn, pointwise, sn_conv2d
 from hamgan.nn.spectral_norm import SNOptions
-from hamgan.seeds import derive_seed
+from hamgan.seeds import counter_normal, counter_uniform, derive_seed
 
 NMF_EPS = 1e-6  # added to the denominators of the multiplicative updates
 NORM_EPS = 1e-6  # used when L2-normalising / normalising over N (VQ, CD)
@@ -131,55 +130,6 @@ def unit_bases(
     """Fresh VQ / CD bases: Gaussian, L2-normalised along D: (batch, dim, rank) float32 (from ``generator``, else
     the global one)."""
     return F.normalize(torch.randn(batch, dim, rank, device=device, generator=generator), dim=1, eps=NORM_EPS)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Counter-based random bases (paired training): a pure function of (key, element index), traceable by torch.compile
-# --------------------------------------------------------------------------------------------------------------------
-
-_MASK32 = 0xFFFFFFFF
-
-
-def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
-    """``x * c mod 2^32`` for int64 ``x`` in [0, 2^32) and a 32-bit constant, without int64 overflow (the high
-    half of ``x`` only contributes its product's low 16 bits)."""
-    return ((x & 0xFFFF) * c + ((((x >> 16) * c) & 0xFFFF) << 16)) & _MASK32
-
-
-def _hash32(x: torch.Tensor) -> torch.Tensor:
-    """A bijective 32-bit integer hash (Wellons' "lowbias32" constants) of int64 ``x`` in [0, 2^32)."""
-    x = x ^ (x >> 16)
-    x = _mul32(x, 0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = _mul32(x, 0x846CA68B)
-    return x ^ (x >> 16)
-
-
-def counter_bits(n: int, key: torch.Tensor, stream: int = 0) -> torch.Tensor:
-    """``n`` pseudo-random 32-bit integers (int64 in [0, 2^32)), element i a hash of (key, stream, i).
-
-    ``key`` is an int64 tensor of 32-bit words (e.g. [seed low, seed high, draw]); the result depends on nothing
-    else, so the same key gives the same numbers on every device, with or without ``torch.compile`` (integer ops
-    only: exact everywhere). Shapes: ``key`` (K,) -> (n,).
-    """
-    h = torch.arange(n, device=key.device, dtype=torch.int64)
-    h = _hash32((h + stream * 0x9E3779B9) & _MASK32)
-    for k in range(key.numel()):
-        h = _hash32(h ^ key[k])
-    return h
-
-
-def counter_uniform(shape: tuple[int, ...], key: torch.Tensor, stream: int = 0) -> torch.Tensor:
-    """Uniform [0, 1) float32 of ``shape`` from :func:`counter_bits` (24 random bits each, as ``torch.rand``)."""
-    n = math.prod(shape)
-    return ((counter_bits(n, key, stream) >> 8).to(torch.float32) * 2.0**-24).view(shape)
-
-
-def counter_normal(shape: tuple[int, ...], key: torch.Tensor) -> torch.Tensor:
-    """Standard normal float32 of ``shape`` from two :func:`counter_uniform` streams (Box-Muller)."""
-    u1 = counter_uniform(shape, key, 1).mul_(-1).add_(1)  # (0, 1]: log is finite
-    u2 = counter_uniform(shape, key, 2)
-    return torch.sqrt(-2 * torch.log(u1)) * torch.cos((2 * math.pi) * u2)
 
 
 def cosine_assignments(
@@ -536,9 +486,6 @@ __all__ = [
     "cd",
     "cd_coef",
     "cosine_assignments",
-    "counter_bits",
-    "counter_normal",
-    "counter_uniform",
     "nmf",
     "nmf_bases",
     "nmf_bases_step",

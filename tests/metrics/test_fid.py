@@ -207,6 +207,7 @@ def test_folder_without_images_is_a_clear_error(tmp_path):
 # ---- parity with pytorch-fid on real weights ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_folder_fid_equals_pytorch_fid_command(fmnist_folders, pfid_model, capsys):
     """``hamgan-eval fid A B`` prints what ``python -m pytorch_fid A B`` prints (its path: get_activations, cov)."""
     a, b = fmnist_folders
@@ -240,6 +241,7 @@ def test_folder_fid_equals_pytorch_fid_command(fmnist_folders, pfid_model, capsy
     assert theirs_fid is None or frechet_distance(*theirs) == pytest.approx(theirs_fid, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_generator_output_features_equal_png_round_trip(tmp_path, inception, pfid_model):
     """G output -> to_uint8 -> our features equal pytorch-fid's features of the same images saved as PNG files."""
     torch.manual_seed(0)

@@ -144,7 +144,7 @@ def _lowbias32(x: int) -> int:
 
 
 def test_counter_bits_equal_the_python_reference_hash():
-    from hamgan.nn.hamburger import counter_bits
+    from hamgan.seeds import counter_bits
 
     key = torch.tensor([0xDEADBEEF, 7, 3])
     got = counter_bits(300, key, stream=2).tolist()
@@ -159,7 +159,7 @@ def test_counter_bits_equal_the_python_reference_hash():
 
 def test_counter_draws_have_the_distributions_of_rand_and_randn():
     """Moments within 5 standard errors (n = 2^18): uniform mean 1/2, variance 1/12; normal mean 0, variance 1."""
-    from hamgan.nn.hamburger import counter_normal, counter_uniform
+    from hamgan.seeds import counter_normal, counter_uniform
 
     n = 2**18
     key = torch.tensor([12345, 678, 0])
@@ -172,6 +172,7 @@ def test_counter_draws_have_the_distributions_of_rand_and_randn():
     assert not torch.equal(counter_uniform((64,), key), counter_uniform((64,), key + torch.tensor([0, 0, 1])))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ham", ["nmf", "cd"])
 def test_seeded_bases_compile_into_one_graph_equal_to_eager(ham):
     """The seeded draw is in the graph (no graph break), advances its counter on the device, and gives eager's

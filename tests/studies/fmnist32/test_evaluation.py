@@ -35,6 +35,7 @@ def run(tmp_path, tiny_checkpoint):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_an_evaluation_is_cached_and_reused_only_under_the_same_options(evaluator, run, monkeypatch):
     row = evaluator.evaluate_cached(run, 7, SPEC)
     assert row["step"] == 7 and row["n"] == 8 and row["bn"] == "standing" and row["ema"] is True
@@ -57,6 +58,7 @@ def test_an_evaluation_is_cached_and_reused_only_under_the_same_options(evaluato
     assert len(load_cache(run)) == 2
 
 
+@pytest.mark.slow
 def test_the_same_spec_gives_the_same_numbers(evaluator, run):
     spec = EvalSpec(n=6, bn_batches=1, bn_batch_size=4, batch_size=3)
     a = evaluator.evaluate(run / "ckpt-000000007.pt", spec)
