@@ -421,7 +421,7 @@ def test_bn_group_of_several_ranks():
 
 
 @pytest.mark.slow
-def test_compile_matches_eager_on_cpu(tmp_path, monkeypatch):
+def test_compile_matches_eager_on_cpu(tmp_path):
     """train.compile=true (inductor, C++ on the CPU) trains like eager: the first step's losses agree to 1e-4 and the
     weights after 3 steps to 1e-4 relative (L2 over each network). fallback_random makes compiled code draw the Hamburger's
     random bases as eager does.
@@ -437,12 +437,13 @@ def test_compile_matches_eager_on_cpu(tmp_path, monkeypatch):
 
     from hamgan import distributed
 
-    monkeypatch.setattr(inductor_config, "fallback_random", True)
     results = []
     for compile_ in (False, True):
         cfg = load_config(TINY, [f"train.compile={str(compile_).lower()}"])
         trainer = Trainer(cfg, tmp_path / f"c{compile_}", distributed.setup("cpu"))
-        losses = [{k: float(v) for k, v in trainer.train_step().items()} for _ in range(3)]
+        # torch's own patch context: monkeypatch.setattr on inductor's config deletes the key when it undoes
+        with inductor_config.patch(fallback_random=True):
+            losses = [{k: float(v) for k, v in trainer.train_step().items()} for _ in range(3)]
         trainer.close()
         states = [{k: v.detach().clone() for k, v in net.state_dict().items() if v.is_floating_point()}
                   for net in (trainer.G, trainer.D)]
@@ -622,15 +623,15 @@ def test_old_schema_run_folder_and_checkpoint_are_one_clear_error(tmp_path, caps
 @pytest.mark.slow
 def test_compiled_training_has_no_graph_break_and_reports_it(tmp_path):
     """train.compile with paired streams (the default: the Hamburger draws its bases from a device-side counter)
-    compiles G and D without a graph break; RUN/compile.json says so. aot_eager: dynamo's graphs without code
-    generation, the capture is the same as inductor's."""
+    compiles G and D without a graph break; RUN/compile.json says so. The eager backend: dynamo's capture, the same
+    as inductor's, without code generation (aot_eager reads inductor's config, which another test patches)."""
     from hamgan import distributed
 
-    cfg = load_config(TINY, ["train.compile=true", "train.compile_backend=aot_eager", "train.steps=2"])
+    cfg = load_config(TINY, ["train.compile=true", "train.compile_backend=eager", "train.steps=2"])
     torch._dynamo.reset()
     Trainer(cfg, tmp_path / "run", distributed.setup("cpu")).fit()
     report = json.loads((tmp_path / "run" / "compile.json").read_text())
-    assert report["backend"] == "aot_eager" and report["graphs"] >= 1
+    assert report["backend"] == "eager" and report["graphs"] >= 1
     assert report["graph_breaks"] == 0, report["break_reasons"]
 
 
@@ -639,3 +640,4 @@ def test_an_unknown_compile_backend_is_refused_naming_the_choices():
 
     with pytest.raises(ConfigError, match="compile_backend='tpu'.*inductor"):
         loop_mod.compiler("tpu")
+
