@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from hamgan.config import from_dict
-from hamgan.nn.networks import Generator
+from hamgan.nn.from_config import generator_from_config
 
 FORMAT = "hamgan-checkpoint/1"
 _NAME = re.compile(r"^ckpt-(\d{9})\.pt$")
@@ -159,7 +159,7 @@ def load_generator_ema(path: str | Path, ema: bool = True, device: str | torch.d
 
     state = load_checkpoint(path)
     cfg = from_dict(state["config"])
-    G = Generator(cfg.model)
+    G = generator_from_config(cfg.model)
     weights, is_ema = state["G"], False
     if ema:
         if state.get("G_ema") is not None:

@@ -39,7 +39,10 @@ from typing import Any, Iterator
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+from torch.nn.utils.parametrizations import _SpectralNorm
 from torch.utils.data import Dataset, DistributedSampler
+
+from hamgan.nn.spectral_norm import SpectralNorm
 
 _CONTROL: Any = None  # the gloo group of control messages (the default group on CPU runs)
 
@@ -129,10 +132,6 @@ def buffers_can_drift(module: nn.Module) -> bool:
     normalise over all ranks (:class:`CrossReplicaBatchNorm2d` while ``sync``, ``nn.SyncBatchNorm``); any other
     buffer (a local batch norm's running statistics, a buffer of an unknown module) can.
     """
-    from torch.nn.utils.parametrizations import _SpectralNorm
-
-    from hamgan.nn.spectral_norm import SpectralNorm
-
     for m in module.modules():
         per_rank = getattr(m, "PER_RANK_BUFFERS", ())  # set per rank on purpose (a Hamburger's bases key)
         if not any(name not in per_rank for name, _ in m.named_buffers(recurse=False)):

@@ -28,6 +28,7 @@ from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode
 
 from hamgan.config import ConfigError, ModelConfig, load_config
+from hamgan.nn.from_config import discriminator_from_config, generator_from_config
 from hamgan.nn.layers import ConditionalBatchNorm2d
 from hamgan.nn.networks import Discriminator, Generator
 from hamgan.nn.official import official_scope
@@ -182,8 +183,8 @@ def network_info(net: Generator | Discriminator, *inputs: torch.Tensor) -> tuple
 def model_info(cfg: ModelConfig) -> dict[str, Any]:
     """Info of the generator and discriminator of ``cfg`` (see :func:`network_info`), batch 1, eval mode."""
     cfg = dataclasses.replace(cfg, init="normal")  # counts do not depend on the weights; normal init is the cheapest
-    G = Generator(cfg, spectral_norm=False).eval()
-    D = Discriminator(cfg, spectral_norm=False).eval()
+    G = generator_from_config(cfg, spectral_norm=False).eval()
+    D = discriminator_from_config(cfg, spectral_norm=False).eval()
     z = torch.randn(1, cfg.z_dim)
     y = torch.zeros(1, dtype=torch.long)
     g_info, x = network_info(G, z, y)

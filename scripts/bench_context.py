@@ -56,7 +56,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from hamgan.config import load_config
 from hamgan.info import count_params, model_info
-from hamgan.nn import Discriminator, FullSelfAttention, Generator, Hamburger, SelfAttention
+from hamgan.nn import FullSelfAttention, Hamburger, SelfAttention
+from hamgan.nn.from_config import discriminator_from_config, generator_from_config
 
 BLOCKS = ("ham-nmf", "ham-cd", "ham-vq", "attention-full", "attention-sagan")
 SWEEP_BLOCKS = ("ham-nmf", "attention-full", "attention-sagan")
@@ -256,7 +257,7 @@ def config_entries(specs: list[str], batch: int) -> tuple[list[Entry], list[dict
         cfg = load_config(path, overrides).model
         info = model_info(cfg)
         torch.manual_seed(0)
-        for net_name, net in (("G", Generator(cfg)), ("D", Discriminator(cfg))):
+        for net_name, net in (("G", generator_from_config(cfg)), ("D", discriminator_from_config(cfg))):
             if net.context is None:
                 continue
             context = info[net_name]["context"]

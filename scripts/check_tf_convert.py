@@ -171,7 +171,7 @@ def check_sagan(tmp: Path, tf_python: str, args: argparse.Namespace) -> list[tup
     from hamgan.checkpoint import load_checkpoint
     from hamgan.config import from_dict
     from hamgan.convert.mapping import layout, to_tf
-    from hamgan.nn.networks import Discriminator, Generator
+    from hamgan.nn.from_config import discriminator_from_config, generator_from_config
 
     ref = dict(np.load(tmp / "sagan_outputs.npz"))
     out = tmp / "sagan.pt"
@@ -182,7 +182,7 @@ def check_sagan(tmp: Path, tf_python: str, args: argparse.Namespace) -> list[tup
     state = load_checkpoint(out)
     cfg = from_dict(state["config"])
     assert state["step"] == 3, f"step {state['step']}, TF's global_step is 3"
-    G, D = Generator(cfg.model), Discriminator(cfg.model)
+    G, D = generator_from_config(cfg.model), discriminator_from_config(cfg.model)
     G.load_state_dict(state["G"]), D.load_state_dict(state["D"])
     z, y = torch.from_numpy(ref["z"]), torch.from_numpy(ref["y"]).long()
     x = torch.from_numpy(ref["x"]).permute(0, 3, 1, 2).contiguous()
@@ -225,7 +225,7 @@ def check_official(tmp: Path, tf_python: str) -> list[tuple[str, float, float]]:
 
     from hamgan.checkpoint import load_checkpoint
     from hamgan.config import from_dict
-    from hamgan.nn.networks import Discriminator, Generator
+    from hamgan.nn.from_config import discriminator_from_config, generator_from_config
 
     spec = importlib.util.spec_from_file_location("parity", ROOT / "scripts" / "check_tfgan_parity.py")
     parity = importlib.util.module_from_spec(spec)
@@ -238,7 +238,7 @@ def check_official(tmp: Path, tf_python: str) -> list[tuple[str, float, float]]:
     state = load_checkpoint(out)
     assert state["step"] == 912000 and state["converted_from"]["counters"]["global_step"] == 912000
     cfg = from_dict(state["config"])
-    G, D = Generator(cfg.model), Discriminator(cfg.model)
+    G, D = generator_from_config(cfg.model), discriminator_from_config(cfg.model)
     G.load_state_dict(state["G"]), D.load_state_dict(state["D"])
     exported = {**parity.tf_weights(G, "G"), **parity.tf_weights(D, "D")}
     variables = json.loads(REFERENCE.read_text())["hamgan_baby"]["variables"]

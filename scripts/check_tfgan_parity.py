@@ -233,12 +233,12 @@ def torch_side(args: argparse.Namespace) -> tuple[dict, dict]:
     from hamgan.config import load_config
     from hamgan.data.transforms import tf_crop_and_resize
     from hamgan.nn.layers import ConditionalBatchNorm2d
-    from hamgan.nn.networks import Discriminator, Generator, build_context
+    from hamgan.nn.from_config import context_spec, discriminator_from_config, generator_from_config, sn_options
     from hamgan.nn.ylg import head_masks
 
     torch.manual_seed(args.seed)
     cfg = load_config(args.config, [f"model.num_classes={args.classes}", *args.overrides]).model
-    G, D = Generator(cfg).train(), Discriminator(cfg).train()
+    G, D = generator_from_config(cfg).train(), discriminator_from_config(cfg).train()
     with torch.no_grad():  # every scale away from its trivial start, so that every path counts
         for net in (G, D):
             for m in net.modules():
@@ -267,7 +267,7 @@ def torch_side(args: argparse.Namespace) -> tuple[dict, dict]:
         x[f"crop {h}x{w}"] = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     ylg_cfg = load_config(ROOT / "configs" / "imagenet128_ylg.yaml", [f"model.num_classes={args.classes}"]).model
     ylg = torch.nn.Module()  # YLG's block at G's 32x32 map, under G's scope names
-    ylg.context = build_context(ylg_cfg, ylg_cfg.g, 4 * gf, conditional=True).train()
+    ylg.context = context_spec(ylg_cfg.g).build(4 * gf, spectral_norm=sn_options(ylg_cfg)[1]).train()
     with torch.no_grad():
         ylg.context.gamma.fill_(0.7)
     x["YLG attention block"] = rng.standard_normal((b, 32, 32, 4 * gf), dtype=np.float32)

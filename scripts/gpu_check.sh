@@ -3,7 +3,7 @@
 #
 #   scripts/gpu_check.sh [--out DIR] [--budget SECONDS] [--smoke]
 #
-# The rows (scripts/gpu_check.py has the details), in priority order, each asserting something:
+# The rows (scripts/gpu_check_rows.py has the details), in priority order, each asserting something:
 #   1. ImageNet-128 HamGAN-baby and SAGAN training steps at the real width, bf16: images/s and peak memory at the
 #      largest batch that fits (256, else halved), eager, channels_last and torch.compile
 #   2. a resume on the GPU: 2 + 2 steps against 4, bit-exact or within the run-to-run difference

@@ -28,7 +28,7 @@ def tiny_checkpoint() -> Callable[..., Path]:
 
     from hamgan.checkpoint import save_checkpoint
     from hamgan.config import from_dict, to_dict
-    from hamgan.nn.networks import Discriminator, Generator
+    from hamgan.nn.from_config import discriminator_from_config, generator_from_config
 
     def write(path, step: int = 7, img_channels: int = 3, context: str = "ham", ema: bool = True) -> Path:
         torch.manual_seed(0)
@@ -36,7 +36,8 @@ def tiny_checkpoint() -> Callable[..., Path]:
         model["img_channels"] = img_channels
         model["g"]["context"] = model["d"]["context"] = context
         cfg = from_dict({"model": model})
-        G, D, G_ema = Generator(cfg.model), Discriminator(cfg.model), Generator(cfg.model)
+        G, D = generator_from_config(cfg.model), discriminator_from_config(cfg.model)
+        G_ema = generator_from_config(cfg.model)
         save_checkpoint({"config": to_dict(cfg), "step": step, "G": G.state_dict(), "D": D.state_dict(),
                          "G_ema": G_ema.state_dict() if ema else None}, path)
         return Path(path)

@@ -134,14 +134,14 @@ def test_bad_modes():
 def test_standing_statistics_of_an_official_recipe_generator():
     """The official recipe's batch norm (TF eps/momentum, biased running variance) takes standing statistics too."""
     from hamgan.config import from_dict
-    from hamgan.nn.networks import Generator
+    from hamgan.nn.from_config import generator_from_config
 
     torch.manual_seed(0)
     cfg = from_dict({"model": {"resolution": 32, "num_classes": 3, "z_dim": 8,
                                "g": {"channels": 4, "context": "ham", "context_res": 16, "ham": {"rank": 2}},
                                "d": {"channels": 4}}})
     assert cfg.model.bn.running_var == "biased"
-    G = Generator(cfg.model)
+    G = generator_from_config(cfg.model)
     with bn_mode(G, BNMode("standing", batches=2, batch_size=4), seed=0):
         standing = sample_images(G, 4, seed=1)
     with bn_mode(G, BNMode("running")):

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from hamgan.config import load_config
-from hamgan.nn.networks import Discriminator, Generator
+from hamgan.nn.from_config import discriminator_from_config, generator_from_config
 
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("check_tfgan_parity", ROOT / "scripts" / "check_tfgan_parity.py")
@@ -27,7 +27,8 @@ def test_every_tf_gan_variable_gets_a_hamgan_value_of_its_shape():
     variables = json.loads((ROOT / "tests" / "fixtures" / "tfgan_sagan_variables.json").read_text())
     cfg = load_config(ROOT / "configs" / "imagenet128_sagan.yaml", ["model.num_classes=5"]).model
     torch.manual_seed(0)
-    weights = {**parity.tf_weights(Generator(cfg), "G"), **parity.tf_weights(Discriminator(cfg), "D")}
+    weights = {**parity.tf_weights(generator_from_config(cfg), "G"),
+               **parity.tf_weights(discriminator_from_config(cfg), "D")}
     used = set()
     for name, shape in variables.items():
         value = parity.tf_value(name, weights)

@@ -15,6 +15,7 @@ from scipy import stats
 from hamgan import evaluate
 from hamgan.checkpoint import save_checkpoint
 from hamgan.config import from_dict, to_dict
+from hamgan.metrics import comparison
 from hamgan.metrics.paired import PairingError, compare_groups, compare_metric, pair_by_seed, verdict
 
 # a constructed set: 6 seeds, A's FID about 2 below B's with a per-seed spread of about 1
@@ -102,15 +103,16 @@ def stub_metrics(monkeypatch) -> list[str]:
     """compare's reference / Inception set-up and per-run metrics replaced by a table keyed by (model, seed)."""
     computed: list[str] = []
 
-    def run_metrics(path, args, ref, inception):
+    def run_metrics(path, options, metric_options, ref, inception):
         model, seed = Path(path).name.split("-s")
         computed.append(Path(path).name)
         fid = FID[model, int(seed)]
         return {"fid": fid, "kid_mean": fid / 1000, "precision": 0.5, "recall": 0.4 + fid / 1000,
                 "density": 1.0 - fid / 100, "coverage": 0.5 + int(seed) / 100, "train_paired": model == "ham"}
 
-    monkeypatch.setattr(evaluate, "compare_reference", lambda args: (SimpleNamespace(source="ref", n=0), None))
-    monkeypatch.setattr(evaluate, "run_metrics", run_metrics)
+    monkeypatch.setattr(comparison, "compare_reference",
+                        lambda ref, options, ref_n=None: (SimpleNamespace(source="ref", n=0), None))
+    monkeypatch.setattr(comparison, "run_metrics", run_metrics)
     return computed
 
 

@@ -22,6 +22,7 @@ from hamgan.convert import cli
 from hamgan.convert.mapping import find_root, g_linear_order, layout, optimizer_variable, to_hamgan, to_tf
 from hamgan.convert.official import ConvertError, convert_official
 from hamgan.convert.tf_reader import DictReader, ReadError, SubprocessReader, normalize_prefix
+from hamgan.nn.from_config import discriminator_from_config, generator_from_config
 from hamgan.nn.networks import Discriminator, Generator
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +41,7 @@ def small_cfg(context: str = "ham", extra: list[str] = ()):
 def perturbed(cfg, seed: int = 0) -> tuple[Generator, Discriminator]:
     """G and D of ``cfg`` with every tensor random (gains, biases, sigma, moving statistics, u and v)."""
     torch.manual_seed(seed)
-    G, D = Generator(cfg.model), Discriminator(cfg.model)
+    G, D = generator_from_config(cfg.model), discriminator_from_config(cfg.model)
     with torch.no_grad():
         for net in (G, D):
             for key, t in net.state_dict(keep_vars=True).items():
@@ -191,7 +192,7 @@ def full_networks():
     for name in ("hamgan_baby", "sagan"):
         cfg = load_config(ROOT / "configs" / f"imagenet128_{name}.yaml")
         torch.manual_seed(0)
-        nets[name] = (cfg, Generator(cfg.model), Discriminator(cfg.model))
+        nets[name] = (cfg, generator_from_config(cfg.model), discriminator_from_config(cfg.model))
     return nets
 
 
@@ -231,7 +232,7 @@ def test_full_official_hamgan_checkpoint_every_value_lands_where_tf_gans_layout_
                for net, root in (("G", "Generator/"), ("D", "Discriminator/"))}
     assert report.placed == per_net == {"G": 104, "D": 61} and report.step == 912_000 and report.slots == 2
     assert report.counters == {"global_step": 912_000, "beta1_power": 0.0, "beta2_power_1": pytest.approx(0.4)}
-    G, D = Generator(cfg.model), Discriminator(cfg.model)
+    G, D = generator_from_config(cfg.model), discriminator_from_config(cfg.model)
     G.load_state_dict(state["G"]), D.load_state_dict(state["D"])
     exported = {**parity.tf_weights(G, "G"), **parity.tf_weights(D, "D")}
     for name, value in arrays.items():
@@ -248,7 +249,7 @@ def test_converted_networks_give_the_same_outputs_in_train_and_eval_mode(context
     cfg = small_cfg(context)
     G0, D0 = perturbed(cfg, seed=1)
     state, _ = convert_official(DictReader(export(G0, D0)), cfg)
-    G, D = Generator(cfg.model), Discriminator(cfg.model)
+    G, D = generator_from_config(cfg.model), discriminator_from_config(cfg.model)
     G.load_state_dict(state["G"]), D.load_state_dict(state["D"])
     for key, value in G0.state_dict().items():
         if not key.endswith(("._u", "num_batches_tracked", "_extra_state")):
@@ -276,7 +277,7 @@ def test_with_optimizer_carries_adam_moments_through_the_layout_change(small):
     reader = DictReader({**tf, **slots, "global_step": np.int64(41)})
     state, report = convert_official(reader, cfg, with_optimizer=True)
     assert report.step == 41 and state["step"] == 41 and report.slots == len(slots)
-    G = Generator(cfg.model)
+    G = generator_from_config(cfg.model)
     G.load_state_dict(state["G"])
     opt = torch.optim.Adam(G.parameters(), lr=cfg.train.lr_g, betas=tuple(cfg.train.betas))
     opt.load_state_dict(state["opt_G"])

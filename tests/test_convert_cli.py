@@ -20,7 +20,7 @@ from hamgan.config import load_config
 from hamgan.convert import cli
 from hamgan.convert.mapping import layout, to_tf
 from hamgan.convert.tf_reader import DictReader
-from hamgan.nn.networks import Discriminator, Generator
+from hamgan.nn.from_config import discriminator_from_config, generator_from_config
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "pretrained.md"
@@ -37,7 +37,7 @@ def official_checkpoint() -> dict[str, np.ndarray]:
     """The official graph's variables of the small model, Adam slots and counters: random, non-trivial."""
     cfg = load_config(ROOT / "configs" / "imagenet128_hamgan_baby.yaml", MODEL)
     torch.manual_seed(0)
-    G, D = Generator(cfg.model), Discriminator(cfg.model)
+    G, D = generator_from_config(cfg.model), discriminator_from_config(cfg.model)
     rng = np.random.default_rng(0)
     arrays = {"global_step": np.int64(STEP), "beta1_power": np.float32(0.0), "beta2_power": np.float32(0.3)}
     for net, module in (("G", G), ("D", D)):

@@ -205,7 +205,7 @@ from pathlib import Path
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from hamgan import distributed
-from hamgan.nn.networks import Generator
+from hamgan.nn.from_config import generator_from_config
 from hamgan.train import resolve_config
 
 results, config = Path(sys.argv[1]), sys.argv[2]
@@ -226,7 +226,7 @@ class CountAllReduces(TorchDispatchMode):
 
 cfg, _ = resolve_config(config, str(results / "run"), [], 4)
 torch.manual_seed(0)
-G = distributed.convert_cross_replica_bn(Generator(cfg.model))
+G = distributed.convert_cross_replica_bn(generator_from_config(cfg.model))
 layers = sum(isinstance(m, distributed.CrossReplicaBatchNorm2d) for m in G.modules())
 z, y = torch.randn(4, cfg.model.z_dim), torch.randint(0, cfg.model.num_classes, (4,))
 with warnings.catch_warnings(record=True) as caught:
@@ -350,7 +350,7 @@ import torch
 import hamgan.checkpoint as ckpt_mod
 from hamgan import distributed
 from hamgan.checkpoint import CheckpointError
-from hamgan.train import Trainer, resolve_config, run_folder, state
+from hamgan.train import Trainer, loop, resolve_config, run_folder
 
 config, out, results = sys.argv[1:4]
 info = distributed.setup("cpu")
@@ -377,8 +377,8 @@ torch.save({"resumed": resumed, "G": t.G.state_dict(), "D": t.D.state_dict(), "G
             "bn_types": bn_types, "ema_bn_types": ema_bn_types}, Path(results) / f"rank{info.rank}.pt")
 if info.rank == 1:  # reading the file gives the older checkpoint's content
     real_load = ckpt_mod.load_checkpoint
-    state.load_checkpoint = lambda path, map_location="cpu": real_load(Path(path).with_name("ckpt-000000004.pt"),
-                                                                       map_location)
+    loop.load_checkpoint = lambda path, map_location="cpu": real_load(Path(path).with_name("ckpt-000000004.pt"),
+                                                                      map_location)
 try:
     trainer(8)
     message = None

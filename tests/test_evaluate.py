@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 import yaml
 
+from hamgan.bn_modes import BNMode
 from hamgan.config import from_dict, load_config
-from hamgan.evaluate import ZERO_HEAD_WARNING, context_name, main, parse_source
+from hamgan.evaluate import main
+from hamgan.metrics.comparison import ZERO_HEAD_WARNING, context_name
 from hamgan.metrics.fid import frechet_distance
+from hamgan.metrics.sources import EvalOptions, compute, load_inception, parse_source
 from hamgan.metrics.stats import StatsError, load_stats, save_stats
 
 def random_stats(seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,6 +81,44 @@ def test_cli_errors(tmp_path, capsys):
     assert "batches >= 1" in capsys.readouterr().err
 
 
+def test_eval_options_choose_the_bn_mode_and_check_values():
+    assert EvalOptions(bn_batches=2).bn_mode(ema=True) == BNMode("standing", 2, 100, 20)  # auto, EMA G
+    assert EvalOptions().bn_mode(ema=False) == BNMode("running")  # auto, raw G
+    assert EvalOptions(protocol="hamgan-tf").bn_mode(ema=True).mode == "batch"  # the protocol fixes it
+    assert EvalOptions(protocol="hamgan-tf", bn="running", sn_refresh=3).bn_mode(ema=True) == BNMode("running", 16,
+                                                                                                   100, 3)
+    given = BNMode("standing", 4, 8, 0)
+    assert EvalOptions(bn=given).bn_mode(ema=True) is given
+    assert EvalOptions().generator_batch_size() == 50 and EvalOptions(batch_size=7).generator_batch_size() == 7
+    assert EvalOptions(protocol="hamgan-tf").generator_batch_size() == 1024
+    for kwargs, message in [({"truncation": 0.0}, "truncation must be > 0"), ({"n": 0}, "n must be positive"),
+                            ({"bn": "mean"}, "batch-norm mode must be"), ({"bn_batches": 0}, "batches >= 1"),
+                            ({"protocol": "tf"}, "unknown protocol")]:
+        with pytest.raises(ValueError, match=message):
+            EvalOptions(**kwargs)
+    with pytest.raises(ValueError, match="need the Inception network"):
+        compute(parse_source("configs/x.yaml"), EvalOptions(), None)
+
+
+@pytest.mark.slow
+def test_library_compute_with_plain_arguments_equals_the_cli(tmp_path, capsys, fid_weights, tiny_checkpoint):
+    """compute() with keyword options (no argparse) gives the statistics behind hamgan-eval fid --json."""
+    ham = tiny_checkpoint(tmp_path / "ckpt-000000007.pt", step=7)
+    save_stats(tmp_path / "ref.npz", *random_stats(0))
+    argv = ["--n", "4", "--batch-size", "2", "--bn-batches", "2", "--bn-batch-size", "4", "--device", "cpu",
+            "--num-workers", "0"]
+    with pytest.warns(UserWarning, match="biased"):
+        assert main(["fid", str(ham), str(tmp_path / "ref.npz"), "--json", *argv]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    options = EvalOptions(n=4, batch_size=2, bn_batches=2, bn_batch_size=4, device="cpu", num_workers=0)
+    with pytest.warns(UserWarning, match="biased"):
+        gen = compute(ham, options, load_inception(options))
+    ref = compute(tmp_path / "ref.npz", options, None)
+    assert gen.describe() == cli["a"] and ref.describe() == cli["b"]
+    assert cli["a"]["bn"] == "standing" and cli["a"]["n"] == 4  # auto: standing statistics for the EMA G
+    assert frechet_distance(gen.ref.mu, gen.ref.sigma, ref.ref.mu, ref.ref.sigma) == cli["fid"]  # same arithmetic
+
+
 @pytest.mark.slow
 def test_stats_fid_and_compare_on_checkpoints(tmp_path, capsys, fid_weights, tiny_checkpoint, tiny_model):
     """Data set config -> features file; checkpoint vs ref FID in every BN mode; the comparison table and JSON."""
@@ -120,7 +161,7 @@ def test_stats_fid_and_compare_on_checkpoints(tmp_path, capsys, fid_weights, tin
     with np.load(ref) as f:  # a data set's statistics: no generator, so no BN mode
         assert str(f["source"]).startswith(str(config)) and "bn" not in f.files
 
-    from hamgan.nn.networks import Generator
+    from hamgan.nn.from_config import generator_from_config
 
     sagan = tiny_checkpoint(tmp_path / "sagan.pt", step=3, context="attention", ema=False)
     out = tmp_path / "compare.json"
@@ -136,7 +177,8 @@ def test_stats_fid_and_compare_on_checkpoints(tmp_path, capsys, fid_weights, tin
     assert [r["is_bias"] for r in rows] == [False, False]  # improved-gan's IS by default
     assert [r["step"] for r in rows] == [7, 3]
     assert [r["bn"] for r in rows] == ["standing", "running"]  # auto: standing for EMA, running for the raw G
-    assert rows[0]["params_g"] == sum(p.numel() for p in Generator(from_dict({"model": tiny_model}).model).parameters())
+    G = generator_from_config(from_dict({"model": tiny_model}).model)
+    assert rows[0]["params_g"] == sum(p.numel() for p in G.parameters())
     for r in rows:
         assert r["fid"] > 0 and r["is_splits"] == 2 and r["n"] == 6 and r["protocol"] == "pytorch-fid"
         assert r["distance"] == "eig"

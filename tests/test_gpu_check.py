@@ -1,5 +1,6 @@
-"""scripts/gpu_check.sh and scripts/gpu_check.py: the rows fit the 8-minute budget, a row that needs 2 GPUs counts as
-neither pass nor fail, the largest batch that fits is found, and --smoke runs every row end to end on this CPU."""
+"""scripts/gpu_check.sh, scripts/gpu_check.py (the runner) and scripts/gpu_check_rows.py (the rows): the jobs fit the
+8-minute budget, a row that needs 2 GPUs counts as neither pass nor fail, the largest batch that fits is found, and
+--smoke runs every row end to end on this CPU."""
 
 from __future__ import annotations
 
@@ -23,6 +24,14 @@ def gpu_check(monkeypatch):
     return gpu_check
 
 
+@pytest.fixture
+def gpu_check_rows(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))  # as gpu_check.py imports it
+    import gpu_check_rows
+
+    return gpu_check_rows
+
+
 def test_the_jobs_of_a_one_gpu_machine_fit_the_default_budget(gpu_check):
     """gpu_check.sh: 480 s in all; its set-up (finding Python, imports, pip when something is missing) is given
     30 s. Each job's time limit is its share of the time left, so the shares add up to the budget left."""
@@ -35,28 +44,28 @@ def test_the_jobs_of_a_one_gpu_machine_fit_the_default_budget(gpu_check):
     assert sum(limits) == pytest.approx(450.0) and left == pytest.approx(0.0, abs=1e-9)
 
 
-def test_largest_batch_halves_until_it_fits(gpu_check):
+def test_largest_batch_halves_until_it_fits(gpu_check_rows):
     def measure(batch: int) -> dict:
         if batch > 64:
             raise torch.OutOfMemoryError("CUDA out of memory")
         return {"batch": batch}
 
-    assert gpu_check.largest_batch(measure, (256, 128, 64, 32)) == ({"batch": 64}, [256, 128])
+    assert gpu_check_rows.largest_batch(measure, (256, 128, 64, 32)) == ({"batch": 64}, [256, 128])
     with pytest.raises(AssertionError, match="out of memory at every batch tried: 256, 128"):
-        gpu_check.largest_batch(measure, (256, 128))
+        gpu_check_rows.largest_batch(measure, (256, 128))
 
 
-def test_table_counts_rows_needing_2_gpus_as_neither_pass_nor_fail(gpu_check):
-    Row = gpu_check.Row
+def test_table_counts_rows_needing_2_gpus_as_neither_pass_nor_fail(gpu_check, gpu_check_rows):
+    Row = gpu_check_rows.Row
     rows = [Row("a", "a", "1 images/s", status="pass"), Row("b", "b", "x", status="FAIL"),
-            Row("ddp", "DDP", gpu_check.NEEDS_2_GPUS, status=gpu_check.NEEDS_2_GPUS)]
+            Row("ddp", "DDP", gpu_check_rows.NEEDS_2_GPUS, status=gpu_check_rows.NEEDS_2_GPUS)]
     text = gpu_check.table("test", rows)
     assert text.splitlines()[-1].startswith("1 passed, 1 failed, 1 not counted")
     assert "| DDP | needs 2 GPUs |" in text
 
 
-def test_a_job_out_of_time_fails_each_of_its_rows(gpu_check, tmp_path):
-    s = gpu_check.Settings(tmp_path, "cpu", smoke=True)
+def test_a_job_out_of_time_fails_each_of_its_rows(gpu_check, gpu_check_rows, tmp_path):
+    s = gpu_check_rows.Settings(tmp_path, "cpu", smoke=True)
     for sub in ("jobs", "logs"):
         (tmp_path / sub).mkdir()
     rows = gpu_check.run_jobs(s, ["context"], budget=1.0)  # too short to start Python
@@ -65,15 +74,23 @@ def test_a_job_out_of_time_fails_each_of_its_rows(gpu_check, tmp_path):
     assert rows[0].result == "timed out: the job had 1 s, its share of --budget"
 
 
-def test_step_checks_name_what_is_wrong(gpu_check):
+def test_step_checks_name_what_is_wrong(gpu_check_rows):
     good = {"losses": {"loss_d": 1.0, "loss_g": 0.5}, "context_dtype": "bfloat16", "graphs_in_timed_steps": 0}
-    gpu_check.check_step(good, compiled=True)
+    gpu_check_rows.check_step(good, compiled=True)
     with pytest.raises(AssertionError, match="issue 21 point 6"):
-        gpu_check.check_step({**good, "context_dtype": "float32"})
+        gpu_check_rows.check_step({**good, "context_dtype": "float32"})
     with pytest.raises(AssertionError, match="non-finite losses"):
-        gpu_check.check_step({**good, "losses": {"loss_d": float("nan")}})
+        gpu_check_rows.check_step({**good, "losses": {"loss_d": float("nan")}})
     with pytest.raises(AssertionError, match="2 graphs compiled during timed steps"):
-        gpu_check.check_step({**good, "graphs_in_timed_steps": 2}, compiled=True)
+        gpu_check_rows.check_step({**good, "graphs_in_timed_steps": 2}, compiled=True)
+
+
+
+def test_the_ddp_row_starts_its_ranks_through_the_runner(gpu_check_rows, tmp_path):
+    """torchrun runs scripts/gpu_check.py --ddp-rank (the command line's entry point), not the rows module."""
+    cmd = gpu_check_rows.ddp_command(gpu_check_rows.Settings(tmp_path, "cpu", smoke=True), tmp_path / "ddp")
+    i = cmd.index(str(ROOT / "scripts" / "gpu_check.py"))
+    assert cmd[i + 1:i + 3] == ["--smoke", "--ddp-rank"]
 
 
 @pytest.mark.slow

@@ -15,7 +15,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from hamgan.config import load_config
 from hamgan.info import main
-from hamgan.nn import Discriminator, Generator, Hamburger
+from hamgan.nn import Hamburger
+from hamgan.nn.from_config import discriminator_from_config, generator_from_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,7 +62,7 @@ def test_cli_prints_table_matching_the_model(config_128):
         [sys.executable, "-m", "hamgan.info", str(config_128)], capture_output=True, text=True, env=env, check=True
     ).stdout
     cfg = load_config(config_128).model
-    G, D = Generator(cfg), Discriminator(cfg)
+    G, D = generator_from_config(cfg), discriminator_from_config(cfg)
     g_params = sum(p.numel() for p in G.parameters())
     d_params = sum(p.numel() for p in D.parameters())
     assert f"G: {g_params:,} parameters" in out
@@ -85,8 +86,8 @@ def test_json_counts_and_context_macs(config_128, capsys):
     assert main([str(config_128), *attention, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     cfg = load_config(config_128, attention).model
-    assert info["G"]["params"] == sum(p.numel() for p in Generator(cfg).parameters())
-    assert info["D"]["params"] == sum(p.numel() for p in Discriminator(cfg).parameters())
+    assert info["G"]["params"] == sum(p.numel() for p in generator_from_config(cfg).parameters())
+    assert info["D"]["params"] == sum(p.numel() for p in discriminator_from_config(cfg).parameters())
     assert info["G"]["output_shape"] == [1, 3, 128, 128] and info["D"]["output_shape"] == [1]
     for net, c in (("G", 256), ("D", 128)):
         ctx = info[net]["context"]

@@ -40,19 +40,21 @@ WORKER = TINY_FEATURES + """
 import sys
 from pathlib import Path
 import hamgan.metrics
+import hamgan.train.periodic
 from hamgan import distributed
 from hamgan.config import load_config
 from hamgan.data import build_dataset
-from hamgan.nn.networks import Generator
+from hamgan.nn.from_config import generator_from_config
 from hamgan.train.periodic import PeriodicFID
 
 config, out, results, overrides = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4:]
-hamgan.metrics.InceptionFeatures = TinyFeatures  # what PeriodicFID builds on every rank
+hamgan.train.periodic.InceptionFeatures = TinyFeatures  # what PeriodicFID builds on every rank
+hamgan.train.periodic.FEATURE_DIM = DIM  # the dimension of an empty shard's statistics
 hamgan.metrics.features.FEATURE_DIM = DIM  # the dimension of the statistics extract() accumulates
 info = distributed.setup("cpu")
 cfg = load_config(config, overrides)
 torch.manual_seed(0)
-G = Generator(cfg.model)
+G = generator_from_config(cfg.model)
 fid = PeriodicFID(cfg, build_dataset(cfg), out, info, print)
 value = fid.measure(G, step=1)
 torch.save({"fid": value, "G": G.state_dict()}, results / f"rank{info.rank}.pt")
@@ -66,12 +68,13 @@ def test_two_rank_periodic_fid_equals_one_process_over_both_ranks_samples(tmp_pa
     ranks the FID one process computes from the concatenation of those samples, against the reference statistics
     the ranks computed together (equal to one process's)."""
     import hamgan.metrics
+    import hamgan.train.periodic
     from hamgan.bn_modes import BNMode, bn_mode
     from hamgan.config import load_config
     from hamgan.data import build_dataset
     from hamgan.distributed import DistInfo, shard_sizes
     from hamgan.metrics import FeatureStats, frechet_distance, generator_statistics, load_stats
-    from hamgan.nn.networks import Generator
+    from hamgan.nn.from_config import generator_from_config
     from hamgan.train.periodic import PeriodicFID
 
     out, results = tmp_path / "run", tmp_path / "results"
@@ -90,14 +93,15 @@ def test_two_rank_periodic_fid_equals_one_process_over_both_ranks_samples(tmp_pa
     # one process: the same extractor, G and data
     scope: dict = {}
     exec(TINY_FEATURES, scope)
-    monkeypatch.setattr(hamgan.metrics, "InceptionFeatures", scope["TinyFeatures"])
+    monkeypatch.setattr(hamgan.train.periodic, "InceptionFeatures", scope["TinyFeatures"])
+    monkeypatch.setattr(hamgan.train.periodic, "FEATURE_DIM", scope["DIM"])
     monkeypatch.setattr(hamgan.metrics.features, "FEATURE_DIM", scope["DIM"])
     cfg = load_config(TINY, OVERRIDES)
     single = PeriodicFID(cfg, build_dataset(cfg), tmp_path, DistInfo(), print)  # reference of all images, 1 rank
     mu, sigma = load_stats(out / "fid_ref.npz", dim=scope["DIM"])  # ... as the 2 ranks computed it
     torch.testing.assert_close(torch.from_numpy(mu), torch.from_numpy(single.ref[0]), rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(torch.from_numpy(sigma), torch.from_numpy(single.ref[1]), rtol=1e-9, atol=1e-12)
-    G = Generator(cfg.model)
+    G = generator_from_config(cfg.model)
     G.load_state_dict(r0["G"])
 
     def fid_of(seeds: list[int]) -> float:

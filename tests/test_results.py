@@ -209,14 +209,14 @@ def test_the_same_seed_shares_no_initial_weight(report):
     import torch
 
     from hamgan.config import load_config
-    from hamgan.nn.networks import Discriminator, Generator
+    from hamgan.nn.from_config import discriminator_from_config, generator_from_config
     from hamgan.train.state import seed_everything
 
     weights = {}
     for model in ("hamgan", "sagan", "none"):
         cfg = load_config(REPO / "configs" / f"fmnist32_{model}.yaml", [])
         seed_everything(0)
-        nets = {"G": Generator(cfg.model), "D": Discriminator(cfg.model)}
+        nets = {"G": generator_from_config(cfg.model), "D": discriminator_from_config(cfg.model)}
         weights[model] = {f"{n}.{k}": p.detach() for n, net in nets.items() for k, p in net.named_parameters()
                           if p.numel() > 1 and p.std() > 0}  # the randomly initialised tensors
     ham = weights["hamgan"]

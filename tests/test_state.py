@@ -99,7 +99,7 @@ def test_resume_onto_another_device_restores_rngs_and_keeps_adam_steps_on_the_cp
     trainer = tiny_trainer(tmp_path / "run")
     try:
         trainer.device = torch.device("meta")
-        assert state.load_training_state(trainer, path) == []
+        assert trainer.resume_from(path) == []
         assert torch.equal(torch.rand(4), torch_draws)
         assert torch.equal(torch.rand(4, generator=trainer.flip), flip_draws)
         steps = [s["step"] for opt in (trainer.opt_G, trainer.opt_D) for s in opt.state.values()]
@@ -120,7 +120,7 @@ def test_adam_resumes_as_configured_with_its_steps_where_it_wants_them(checkpoin
     try:
         t = trainer.cfg.train
         trainer.opt_G = torch.optim.Adam(trainer.G.parameters(), lr=t.lr_g, betas=tuple(t.betas), fused=fused)
-        state.load_training_state(trainer, path)
+        trainer.resume_from(path)
         assert all(group["fused"] is fused for group in trainer.opt_G.param_groups)
         for p, s in trainer.opt_G.state.items():
             assert s["step"].dtype == torch.float32 and s["step"].device == (p.device if fused else torch.device("cpu"))
@@ -138,7 +138,7 @@ def test_fp16_resume_from_a_checkpoint_without_loss_scaler_state(checkpoint, tmp
     try:
         trainer.scaler_G = torch.amp.GradScaler("cpu", enabled=True)
         trainer.scaler_D = torch.amp.GradScaler("cpu", enabled=True)
-        notes = state.load_training_state(trainer, path)
+        notes = trainer.resume_from(path)
         assert notes == [f"{name}: the checkpoint has no fp16 loss-scaler state (trained without fp16); starting "
                          "from a fresh scale of 65536" for name in ("scaler_G", "scaler_D")]
         assert trainer.scaler_G.get_scale() == 65536.0 and trainer.step == 1

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from hamgan.checkpoint import load_checkpoint, load_generator
-from hamgan.nn.networks import Generator
+from hamgan.nn.from_config import generator_from_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINTS = ROOT / "results" / "fmnist32" / "checkpoints"
@@ -75,7 +75,7 @@ def test_load_generator_gives_the_network_rebuilt_from_the_ema_weights():
     """load_generator's G (EMA weights, eval mode) equals a Generator built from the config and the state dict."""
     path = CHECKPOINTS / "hamgan-seed0.pt"
     G, cfg, _ = load_generator(path)
-    rebuilt = Generator(cfg.model)
+    rebuilt = generator_from_config(cfg.model)
     rebuilt.load_state_dict(load_checkpoint(path)["G_ema"])
     torch.testing.assert_close(samples(rebuilt, cfg.model.z_dim, cfg.model.num_classes, "eval"),
                                samples(G, cfg.model.z_dim, cfg.model.num_classes, "eval"), rtol=0, atol=0)

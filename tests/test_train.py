@@ -17,6 +17,8 @@ import torch
 from PIL import Image
 
 from hamgan.train import loop as loop_mod
+from hamgan.train.compiled import compiler
+from hamgan.train.window import LogWindow
 from hamgan.checkpoint import checkpoint_step, list_checkpoints, load_checkpoint
 from hamgan.config import load_config, save_config
 from hamgan.train import GRID_COLUMNS, Trainer, main, resolve_config, run
@@ -156,7 +158,7 @@ def test_bad_config_exits_2_without_traceback(tmp_path):
         ("train.batch_size=not-a-number", "train.batch_size' must be of type int"),
         ("model.g.context=transformer", "model.g.context' must be one of"),
         ("train.accumulate=3", "multiple of world_size x train.accumulate"),
-        ("model.g.context_res=64", "model.g.context_res=64 is impossible"),
+        ("model.g.context_res=64", "context_res=64 (config: model.g.context_res) is impossible"),
         ("model.img_channels=2", "model.img_channels must be 1 or 3"),
         ("train.keep_last=0", "train.keep_last' must be >= 1"),
     ],
@@ -517,13 +519,27 @@ def test_peak_memory_is_the_windows_peak_on_cuda(monkeypatch):
     state = {"now": 100 * 2**20, "peak": 900 * 2**20}  # 900 MB: an earlier FID's Inception
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: state.update(peak=state["now"]))
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: state["peak"])
-    memory = loop_mod.PeakMemory(torch.device("cuda", 0))
+    window = LogWindow(torch.device("cuda", 0))
     state["peak"] = 300 * 2**20  # a training step
-    assert memory.read_mb() == 300
+    assert window.peak_memory_mb() == 300
     state["peak"] = 900 * 2**20
-    memory.reset()
-    assert memory.read_mb() == 100
-    assert loop_mod.PeakMemory(torch.device("cpu")).read_mb() > 0  # the process's peak resident set
+    with window.paused():  # the work between steps
+        pass
+    assert window.peak_memory_mb() == 100
+    assert LogWindow(torch.device("cpu")).peak_memory_mb() > 0  # the process's peak resident set
+
+
+def test_log_window_means_and_time_without_the_pauses(monkeypatch):
+    """close(): each scalar's mean over the window's steps; its seconds leave out the paused work; a new window."""
+    clock = iter([0.0, 1.0, 11.0, 12.0, 12.0])  # open, pause from 1 to 11, close at 12, reopen
+    monkeypatch.setattr("hamgan.train.window.time.perf_counter", lambda: next(clock))
+    window = LogWindow(torch.device("cpu"))
+    window.add({"loss": torch.tensor(1.0)})
+    with window.paused():
+        window.add({"loss": torch.tensor(3.0)})
+    means, seconds, steps = window.close()
+    assert means == {"loss": 2.0} and seconds == 2.0 and steps == 2
+    assert window.steps == 0 and window.sums == {}
 
 
 @pytest.mark.slow
@@ -533,20 +549,12 @@ def test_loop_resets_the_peak_after_work_between_steps(tmp_path, monkeypatch):
     from hamgan import distributed
 
     events = []
-
-    class Recorded(loop_mod.PeakMemory):
-        def reset(self):
-            events.append(("reset", trainer.step))
-
-        def read_mb(self):
-            events.append(("read", trainer.step))
-            return 0.0
-
-    monkeypatch.setattr(loop_mod, "PeakMemory", Recorded)
+    monkeypatch.setattr(LogWindow, "reset_peak_memory", lambda self: events.append(("reset", trainer.step)))
+    monkeypatch.setattr(LogWindow, "peak_memory_mb", lambda self: events.append(("read", trainer.step)) or 0.0)
     cfg = load_config(TINY, ["train.log_every=2", "train.ckpt_every=4", "train.sample_every=3", "train.steps=4"])
     trainer = Trainer(cfg, tmp_path / "r", distributed.setup("cpu"))
     trainer.fit()
-    assert events == [("reset", 0), ("read", 2), ("reset", 2), ("reset", 3), ("read", 4), ("reset", 4)]
+    assert events == [("reset", 0), ("read", 2), ("reset", 2), ("reset", 3), ("read", 4), ("reset", 4), ("reset", 4)]
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -555,13 +563,13 @@ def test_loop_resets_the_peak_after_work_between_steps(tmp_path, monkeypatch):
 
 
 def test_fid_network_is_loaded_at_start_and_fails_early(tmp_path, monkeypatch, capsys):
-    import hamgan.metrics
+    import hamgan.train.periodic
     from hamgan.metrics import InceptionWeightsError
 
     def missing(*args, **kwargs):
         raise InceptionWeightsError("the FID Inception weights could not be loaded (no file)")
 
-    monkeypatch.setattr(hamgan.metrics, "InceptionFeatures", missing)
+    monkeypatch.setattr(hamgan.train.periodic, "InceptionFeatures", missing)
     out = tmp_path / "r"
     assert main([str(tiny_config(tmp_path)), "--out", str(out), "--steps", "4", "train.fid.every=2"]) == 2
     assert "Inception weights could not be loaded" in capsys.readouterr().err
@@ -572,7 +580,7 @@ def test_fid_network_is_loaded_at_start_and_fails_early(tmp_path, monkeypatch, c
 def test_an_error_inside_a_periodic_fid_is_logged_and_training_goes_on(tmp_path, monkeypatch, capsys, fid_weights):
     import numpy as np
 
-    import hamgan.metrics
+    import hamgan.train.periodic
 
     ref = tmp_path / "ref.npz"
     np.savez(ref, mu=np.zeros(2048), sigma=np.eye(2048))
@@ -580,7 +588,7 @@ def test_an_error_inside_a_periodic_fid_is_logged_and_training_goes_on(tmp_path,
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(hamgan.metrics, "generator_statistics", broken)
+    monkeypatch.setattr(hamgan.train.periodic, "generator_statistics", broken)
     out = tmp_path / "r"
     assert main([str(tiny_config(tmp_path)), "--out", str(out), "--steps", "4", "train.fid.every=2",
                  f"train.fid.ref_stats={ref}"]) == 0
@@ -639,5 +647,5 @@ def test_an_unknown_compile_backend_is_refused_naming_the_choices():
     from hamgan.config import ConfigError
 
     with pytest.raises(ConfigError, match="compile_backend='tpu'.*inductor"):
-        loop_mod.compiler("tpu")
+        compiler("tpu")
 

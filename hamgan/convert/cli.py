@@ -17,6 +17,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from hamgan.checkpoint import CheckpointWriteError, checkpoint_path, save_checkpoint
+from hamgan.config import load_config
+from hamgan.convert import tf_reader  # the module, not open_reader: tests replace tf_reader.open_reader
+from hamgan.convert.official import convert_official
+from hamgan.convert.tf_reader import ReadError
+
 EXIT_BAD_INPUT, EXIT_WRITE_FAILED = 2, 4
 
 
@@ -48,13 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> list[str]:
-    from hamgan.checkpoint import checkpoint_path, save_checkpoint
-    from hamgan.config import load_config
-    from hamgan.convert.official import convert_official
-    from hamgan.convert.tf_reader import open_reader
-
     cfg = load_config(args.config, list(args.overrides))
-    reader = open_reader(args.checkpoint, args.tf_python)
+    reader = tf_reader.open_reader(args.checkpoint, args.tf_python)
     state, report = convert_official(reader, cfg, with_optimizer=args.with_optimizer,
                                      roots={"G": args.g_root, "D": args.d_root}, skip=args.skip, step=args.step)
     out = Path(args.out)
@@ -65,9 +66,6 @@ def run(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from hamgan.checkpoint import CheckpointWriteError
-    from hamgan.convert.tf_reader import ReadError
-
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     unknown = [e for e in extra if e.startswith("-") or "=" not in e]

@@ -31,8 +31,10 @@ from hamgan.config import Config, to_dict
 from hamgan.convert.mapping import (ADAM_SLOTS, DEFAULT_ROOTS, Entry, find_root, layout, optimizer_variable,
                                     to_hamgan, unfilled_keys)
 from hamgan.convert.tf_reader import Reader, ReadError
+from hamgan.nn.from_config import discriminator_from_config, generator_from_config
 from hamgan.nn.networks import Discriminator, Generator
 from hamgan.nn.spectral_norm import SpectralNorm
+from hamgan.train.state import rng_state, seed_everything
 
 FORMAT_NOTE = "converted from an official TF checkpoint by hamgan-convert"
 
@@ -82,7 +84,7 @@ def build_networks(cfg: Config) -> tuple[Generator, Discriminator]:
     """G and D of ``cfg`` (values are overwritten; the seed only makes the derived state deterministic)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed)
-        return Generator(cfg.model), Discriminator(cfg.model)
+        return generator_from_config(cfg.model), discriminator_from_config(cfg.model)
 
 
 def plan(variables: dict[str, tuple[tuple[int, ...], str]], G: torch.nn.Module, D: torch.nn.Module,
@@ -175,8 +177,6 @@ def _adam_state(module: torch.nn.Module, entries: list[Entry], arrays: dict[str,
 
 def _fresh_rng_state(seed: int) -> dict[str, Any]:
     """The RNG state a one-rank run of ``seed`` starts its loop with (hamgan.train.loop), without touching ours."""
-    from hamgan.train.state import rng_state, seed_everything
-
     saved = (random.getstate(), np.random.get_state(), torch.get_rng_state())
     try:
         seed_everything(seed)

@@ -1,8 +1,8 @@
 """Class-conditional SAGAN-style generator and projection discriminator with a pluggable context block.
 
 Both networks are built from :data:`ARCHITECTURES`, a table keyed by output resolution that lists, per residual
-block, the input and output widths (multiples of ``cfg.g.channels`` / ``cfg.d.channels``, i.e. gf_dim / df_dim),
-whether the block resamples, and its output resolution.
+block, the input and output widths (multiples of the network's ``channels``, i.e. gf_dim / df_dim), whether the
+block resamples, and its output resolution.
 
 At 128 this is the TF-GAN SAGAN layout of HamGAN (reference §2), with gf = df = 64:
 
@@ -11,10 +11,9 @@ At 128 this is the TF-GAN SAGAN layout of HamGAN (reference §2), with gf = df =
     D: optimized block df@64 -> block2 2df@32 -> [context] -> block3 4df@16 -> block4 8df@8 -> block5 16df@4
        -> block6 16df@4 (no downsampling) -> ReLU -> global sum pool -> SN-linear -> 1, + <SN-embedding(y), h>
 
-Each network has its own context block (``cfg.g.context`` / ``cfg.d.context``: ``none`` | ``ham`` | ``attention`` |
-``ylg``, with the Hamburger settings ``cfg.g.ham`` / ``cfg.d.ham`` and YLG's ``cfg.g.ylg`` / ``cfg.d.ylg``). It sits
-right after the first block whose output resolution is ``cfg.g.context_res`` / ``cfg.d.context_res``. Valid values
-are the block output resolutions of the table:
+Each network has its own context block (``context``: None or a description of :mod:`hamgan.nn.context`,
+``HamburgerSpec``, ``AttentionSpec`` or ``YLGSpec``). It sits right after the first block whose output resolution is
+``context_res``. Valid values are the block output resolutions of the table:
 
     ======  ==================  ============
     R       G context_res       D context_res
@@ -25,7 +24,7 @@ are the block output resolutions of the table:
     ======  ==================  ============
 
 32x32 (TF SAGAN, HamGAN, YLG) is the default; BigGAN-PyTorch and StudioGAN place attention at 64x64.
-``context_res`` is not checked when ``context: none``.
+``context_res`` is not checked when ``context`` is None.
 
 Paired initialisation (a ``seed``, ``train.paired``): every layer draws its initial weight from a stream keyed by
 the run seed and its qualified name (:func:`hamgan.nn.layers.init_weights`), "G." / "D." + the module name. The
@@ -34,9 +33,14 @@ the context block is the attribute ``context``, outside that list, so ``G.blocks
 the same initial weight in HamGAN, SAGAN and a network without context; the context blocks' layers (``context.*``)
 draw from streams no other layer uses.
 
-The recipe around the layout comes from ``cfg``: the init (``cfg.init``), the batch norms of G (``cfg.bn``) and the
-spectral norm (``cfg.sn``: ``bound`` for the residual networks' convs, linears and embedding, ``context_bound`` for
-the 1x1 convs inside the context blocks, as TF-GAN's ``snconv2d`` / ``sn_conv1x1``).
+The recipe around the layout is plain arguments whose defaults are the official one (TF-GAN's): the init
+(``init``), the batch norms (``bn``, :data:`TF_BN`) and the spectral norm (``sn`` for the residual networks' convs,
+linears and embedding, :data:`TF_SN`; ``context_sn`` for the 1x1 convs inside the context blocks,
+:data:`TF_CONTEXT_SN`; as TF-GAN's ``snconv2d`` / ``sn_conv1x1``).
+
+The networks know nothing of :mod:`hamgan.config`: :mod:`hamgan.nn.from_config` maps a run's ``model`` config onto
+these arguments (``generator_from_config``, ``discriminator_from_config``). Every error about an argument also
+names the config key it comes from.
 """
 
 from __future__ import annotations
@@ -47,15 +51,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hamgan.config import ModelConfig, NetConfig
-from hamgan.nn.attention import SelfAttention
 from hamgan.nn.blocks import DBlock, GBlock, OptimizedDBlock
-from hamgan.nn.hamburger import Hamburger
-from hamgan.nn.layers import BNOptions, batch_norm, init_weights, make_bn, sn_conv2d, sn_embedding, sn_linear
+from hamgan.nn.context import CONTEXT_SPECS, ContextSpec
+from hamgan.nn.layers import (BNOptions, InitScheme, batch_norm, init_weights, make_bn, sn_conv2d, sn_embedding,
+                              sn_linear)
 from hamgan.nn.spectral_norm import SNOptions
-from hamgan.nn.ylg import YLGAttention
 
 G_BASE_RES = 4  # resolution of the generator's first feature map, reshaped from the linear layer
+NETS = {"g": "generator", "d": "discriminator"}
+TF_BN = BNOptions(eps=1e-3, momentum=0.001, biased_running_var=True)  # tfgan.tpu.batch_norm (decay 0.999)
+TF_SN = SNOptions(bound="at_most_one", eval_iteration=True, warmup=0)  # snconv2d, snlinear, sn_embedding
+TF_CONTEXT_SN = SNOptions(bound="exact", eval_iteration=True, warmup=0)  # sn_conv1x1 of the context blocks
 
 
 @dataclass(frozen=True)
@@ -111,7 +117,8 @@ del B
 def architecture(resolution: int) -> Architecture:
     """The table entry of ``resolution``, with a clear error for an unsupported one."""
     if resolution not in ARCHITECTURES:
-        raise ValueError(f"resolution must be one of {sorted(ARCHITECTURES)}, got {resolution}")
+        raise ValueError(f"resolution must be one of {sorted(ARCHITECTURES)} (config: model.resolution), got "
+                         f"{resolution!r}")
     return ARCHITECTURES[resolution]
 
 
@@ -126,64 +133,12 @@ def locate_context(resolution: int, net: str, context_res: int) -> int:
     valid = valid_context_res(resolution, net)
     if context_res not in valid:
         raise ValueError(
-            f"model.{net}.context_res={context_res} is impossible at resolution {resolution}: the {net.upper()} "
-            f"context block must sit at one of {valid} (a block output resolution); set model.{net}.context_res "
-            "to one of these"
+            f"context_res={context_res} (config: model.{net}.context_res) is impossible at resolution {resolution}: "
+            f"the {NETS[net]}'s context block must sit at one of {valid} (a block output resolution); set "
+            "context_res to one of these"
         )
     specs = getattr(architecture(resolution), net)
     return next(i for i, s in enumerate(specs) if s.res == context_res)
-
-
-def bn_options(cfg: ModelConfig) -> BNOptions:
-    """The batch-norm options of ``cfg.bn``."""
-    return BNOptions(cfg.bn.eps, cfg.bn.momentum, biased_running_var=cfg.bn.running_var == "biased")
-
-
-def sn_options(cfg: ModelConfig, spectral_norm: bool = True) -> tuple[SNOptions | bool, SNOptions | bool]:
-    """Spectral-norm options (residual-network layers, context-block 1x1 convs) of ``cfg.sn``; False, False when
-    ``spectral_norm`` is off."""
-    if not spectral_norm:
-        return False, False
-    sn = cfg.sn
-    return (SNOptions(sn.bound, sn.eval_iteration, sn.warmup),
-            SNOptions(sn.context_bound, sn.eval_iteration, sn.warmup))
-
-
-def build_context(
-    cfg: ModelConfig, net: NetConfig, channels: int, conditional: bool, spectral_norm: bool | SNOptions = True
-) -> nn.Module | None:
-    """The context block ``net.context`` for a feature map of ``channels`` channels (or None).
-
-    ``conditional``: the Hamburger's batch norms are class-conditional (generator only).
-    ``spectral_norm``: the options of the block's 1x1 convs (``True``: from ``cfg.sn.context_bound``).
-    """
-    if spectral_norm is True:
-        spectral_norm = sn_options(cfg)[1]
-    if net.context == "none":
-        return None
-    if net.context == "attention":
-        return SelfAttention(channels, spectral_norm=spectral_norm)
-    if net.context == "ylg":
-        return YLGAttention(channels, heads=net.ylg.heads, spectral_norm=spectral_norm)
-    if net.context == "ham":
-        ham = net.ham
-        return Hamburger(
-            channels,
-            ham=ham.kind,
-            dim=ham.dim or channels,
-            rank=ham.rank,
-            groups=ham.groups,
-            steps=ham.steps,
-            eval_steps=ham.eval_steps,
-            grad=ham.grad,
-            version=ham.version,
-            num_classes=cfg.num_classes if conditional else None,
-            spectral_norm=spectral_norm,
-            bread_bias=ham.bread_bias,
-            cheese=ham.v2_cheese,
-            bn=bn_options(cfg),
-        )
-    raise ValueError(f"a network's context must be 'none', 'ham', 'attention' or 'ylg', got {net.context!r}")
 
 
 def _check_labels(y: torch.Tensor, batch: int, num_classes: int) -> None:
@@ -199,69 +154,114 @@ def _check_labels(y: torch.Tensor, batch: int, num_classes: int) -> None:
         lo, hi = int(y.min()), int(y.max())
         if lo < 0 or hi >= num_classes:
             raise ValueError(
-                f"class labels must lie in [0, {num_classes}) (model.num_classes={num_classes}), got labels in "
-                f"[{lo}, {hi}]"
+                f"class labels must lie in [0, {num_classes}) (num_classes={num_classes}; config: model.num_classes), "
+                f"got labels in [{lo}, {hi}]"
             )
 
 
-def _check_config(cfg: ModelConfig) -> None:
-    architecture(cfg.resolution)
-    for name in ("img_channels", "num_classes", "z_dim"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"model.{name} must be >= 1, got {getattr(cfg, name)}")
-    for net in ("g", "d"):
-        if getattr(cfg, net).channels < 1:
-            raise ValueError(f"model.{net}.channels must be >= 1, got {getattr(cfg, net).channels}")
+def _check_args(net: str, **sizes: int) -> None:
+    """Every size >= 1 (an int), naming the argument and the config key it comes from."""
+    for name, value in sizes.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            key = f"model.{net}.channels" if name == "channels" else f"model.{name}"
+            raise ValueError(f"{name} of the {NETS[net]} must be an integer >= 1 (config: {key}), got {value!r}")
+
+
+def _build_context(
+    net: str, context: ContextSpec | None, context_res: int, resolution: int, width: int, num_classes: int | None,
+    spectral_norm: bool | SNOptions, bn: BNOptions,
+) -> tuple[int | None, nn.Module | None]:
+    """(index of the block the context block follows, the block) of ``net`` ("g" or "d"); (None, None) without one.
+    ``num_classes``: class-conditional (G), None: unconditional (D)."""
+    if context is None:
+        return None, None
+    if not isinstance(context, CONTEXT_SPECS):
+        names = ", ".join(c.__name__ for c in CONTEXT_SPECS)
+        raise ValueError(f"context of the {NETS[net]} must be None or one of {names} (hamgan.nn.context), got "
+                         f"{context!r}")
+    position = locate_context(resolution, net, context_res)
+    channels = getattr(architecture(resolution), net)[position].out_mult * width
+    return position, context.build(channels, num_classes, spectral_norm=spectral_norm, bn=bn)
+
+
+def _context_sn(sn: bool | SNOptions, context_sn: bool | SNOptions | None) -> bool | SNOptions:
+    """The context block's spectral norm: ``context_sn``, or by default TF-GAN's W / sigma when ``sn`` is on."""
+    if context_sn is not None:
+        return context_sn
+    return False if sn is False else TF_CONTEXT_SN
 
 
 class Generator(nn.Module):
     """Class-conditional residual generator (SAGAN layout) with a context block.
 
     Args:
-        cfg: the model config (resolution, img_channels, num_classes, z_dim, init, bn, sn, g).
-        spectral_norm: spectrally normalise every conv and linear (always in HamGAN; ``False`` gives the same
-            parameter count and MACs and is only meant for cheap analysis, e.g. ``hamgan.info``).
+        resolution: output resolution R, a key of :data:`ARCHITECTURES` (32, 64, 128).
+        num_classes: number of classes of the labels (the class-conditional batch norms).
+        channels: the width gf_dim: the blocks' channels are multiples of it (the table).
+        z_dim: size of the latent vector.
+        img_channels: channels of the images (3: RGB, 1: grey).
+        context: the context block (:mod:`hamgan.nn.context`: ``HamburgerSpec(...)``, ``AttentionSpec()``,
+            ``YLGSpec(...)``), built class-conditional; None: no context block.
+        context_res: where it sits: after the first block of that output resolution (see the module doc).
+        init: ``"xavier"`` (official), ``"orthogonal"`` or ``"normal"`` (:func:`hamgan.nn.layers.init_weights`).
+        bn: the batch norms' settings (also the context block's); default TF-GAN's.
+        sn: spectral norm of the convs and linears (:class:`~hamgan.nn.spectral_norm.SNOptions`; default TF-GAN's
+            W / max(1, sigma)); ``False`` gives the same parameter count and MACs and is only meant for cheap
+            analysis, e.g. ``hamgan.info``.
+        context_sn: spectral norm of the context block's 1x1 convs; None: TF-GAN's W / sigma, or off with ``sn=False``.
         seed: the run seed of paired initialisation (``train.paired``): every layer starts from a named stream of
             its own (see the module doc). None: torch's global generator.
 
+    A config builds it with :func:`hamgan.nn.from_config.generator_from_config`.
+
     Shapes: ``z`` (B, z_dim), ``y`` (B,) long in [0, num_classes) -> images (B, img_channels, R, R) in [-1, 1].
 
-    Attributes: ``z_dim``, ``num_classes``, ``resolution``, ``img_channels``, ``blocks`` (the residual blocks),
-    ``context`` (the context block or None) and ``context_position`` (index of the block it follows, or None).
+    Attributes: ``z_dim``, ``num_classes``, ``resolution``, ``img_channels``, ``base_channels`` (channels of the
+    first 4x4 map), ``biased_running_var``, ``blocks`` (the residual blocks), ``context`` (the context block or None)
+    and ``context_position`` (index of the block it follows, or None).
     """
 
-    def __init__(self, cfg: ModelConfig, spectral_norm: bool = True, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        resolution: int,
+        num_classes: int,
+        channels: int,
+        z_dim: int = 128,
+        img_channels: int = 3,
+        context: ContextSpec | None = None,
+        context_res: int = 32,
+        init: InitScheme = "xavier",
+        bn: BNOptions = TF_BN,
+        sn: bool | SNOptions = TF_SN,
+        context_sn: bool | SNOptions | None = None,
+        seed: int | None = None,
+    ) -> None:
         super().__init__()
-        _check_config(cfg)
-        specs = architecture(cfg.resolution).g
-        width = cfg.g.channels
-        sn, context_sn = sn_options(cfg, spectral_norm)
-        bn = bn_options(cfg)
-        self.z_dim = cfg.z_dim
-        self.num_classes = cfg.num_classes
-        self.resolution = cfg.resolution
-        self.img_channels = cfg.img_channels
-        self.base_channels = specs[0].in_mult * width
+        specs = architecture(resolution).g
+        _check_args("g", img_channels=img_channels, num_classes=num_classes, z_dim=z_dim, channels=channels)
+        self.z_dim = z_dim
+        self.num_classes = num_classes
+        self.resolution = resolution
+        self.img_channels = img_channels
+        self.base_channels = specs[0].in_mult * channels
         self.biased_running_var = bn.biased_running_var
 
-        self.linear = sn_linear(cfg.z_dim, G_BASE_RES * G_BASE_RES * self.base_channels, spectral_norm=sn)
+        self.linear = sn_linear(z_dim, G_BASE_RES * G_BASE_RES * self.base_channels, spectral_norm=sn)
         self.blocks = nn.ModuleList(
-            GBlock(s.in_mult * width, s.out_mult * width, cfg.num_classes, spectral_norm=sn, bn=bn) for s in specs
+            GBlock(s.in_mult * channels, s.out_mult * channels, num_classes, spectral_norm=sn, bn=bn) for s in specs
         )
-        if cfg.g.context == "none":
-            self.context_position, self.context = None, None
-        else:
-            self.context_position = locate_context(cfg.resolution, "g", cfg.g.context_res)
-            channels = specs[self.context_position].out_mult * width
-            self.context = build_context(cfg, cfg.g, channels, conditional=True, spectral_norm=context_sn)
-        out_ch = specs[-1].out_mult * width
+        self.context_position, self.context = _build_context(
+            "g", context, context_res, resolution, channels, num_classes, _context_sn(sn, context_sn), bn
+        )
+        out_ch = specs[-1].out_mult * channels
         self.bn = make_bn(out_ch, bn)
-        self.conv_out = sn_conv2d(out_ch, cfg.img_channels, 3, padding=1, spectral_norm=sn)
-        init_weights(self, cfg.init, seed=seed, prefix="G")
+        self.conv_out = sn_conv2d(out_ch, img_channels, 3, padding=1, spectral_norm=sn)
+        init_weights(self, init, seed=seed, prefix="G")
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if z.ndim != 2 or z.shape[1] != self.z_dim:
-            raise ValueError(f"z must have shape (B, {self.z_dim}) (model.z_dim={self.z_dim}), got {tuple(z.shape)}")
+            raise ValueError(f"z must have shape (B, {self.z_dim}) (z_dim={self.z_dim}; config: model.z_dim), got "
+                             f"{tuple(z.shape)}")
         _check_labels(y, z.shape[0], self.num_classes)
         h = self.linear(z).view(z.shape[0], self.base_channels, G_BASE_RES, G_BASE_RES)
         for i, block in enumerate(self.blocks):
@@ -276,9 +276,19 @@ class Discriminator(nn.Module):
     """Projection discriminator (Miyato & Koyama 2018) of residual blocks with a context block.
 
     Args:
-        cfg: the model config (resolution, img_channels, num_classes, init, sn, d).
-        spectral_norm: spectrally normalise every conv, linear and the embedding (see :class:`Generator`).
+        resolution: input resolution R, a key of :data:`ARCHITECTURES` (32, 64, 128).
+        num_classes: number of classes of the labels (the projection embedding).
+        channels: the width df_dim: the blocks' channels are multiples of it (the table).
+        img_channels: channels of the images.
+        context: the context block (:mod:`hamgan.nn.context`), built unconditional; None: no context block.
+        context_res: where it sits: after the first block of that output resolution (see the module doc).
+        init: the weight init (see :class:`Generator`).
+        bn: the settings of the context block's batch norms (D has none of its own; the Hamburger v2 has some).
+        sn: spectral norm of the convs, linears and the embedding (see :class:`Generator`).
+        context_sn: spectral norm of the context block's 1x1 convs (see :class:`Generator`).
         seed: the run seed of paired initialisation (see :class:`Generator`).
+
+    A config builds it with :func:`hamgan.nn.from_config.discriminator_from_config`.
 
     Shapes: ``x`` (B, img_channels, R, R), ``y`` (B,) long in [0, num_classes) -> logits (B,).
 
@@ -286,31 +296,40 @@ class Discriminator(nn.Module):
     None) and ``context_position`` (index of the block it follows, or None).
     """
 
-    def __init__(self, cfg: ModelConfig, spectral_norm: bool = True, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        resolution: int,
+        num_classes: int,
+        channels: int,
+        img_channels: int = 3,
+        context: ContextSpec | None = None,
+        context_res: int = 32,
+        init: InitScheme = "xavier",
+        bn: BNOptions = TF_BN,
+        sn: bool | SNOptions = TF_SN,
+        context_sn: bool | SNOptions | None = None,
+        seed: int | None = None,
+    ) -> None:
         super().__init__()
-        _check_config(cfg)
-        specs = architecture(cfg.resolution).d
-        width = cfg.d.channels
-        sn, context_sn = sn_options(cfg, spectral_norm)
-        self.num_classes = cfg.num_classes
-        self.resolution = cfg.resolution
-        self.img_channels = cfg.img_channels
+        specs = architecture(resolution).d
+        _check_args("d", img_channels=img_channels, num_classes=num_classes, channels=channels)
+        self.num_classes = num_classes
+        self.resolution = resolution
+        self.img_channels = img_channels
 
         first, *rest = specs
         self.blocks = nn.ModuleList(
-            [OptimizedDBlock(cfg.img_channels, first.out_mult * width, spectral_norm=sn)]
-            + [DBlock(s.in_mult * width, s.out_mult * width, downsample=s.resample, spectral_norm=sn) for s in rest]
+            [OptimizedDBlock(img_channels, first.out_mult * channels, spectral_norm=sn)]
+            + [DBlock(s.in_mult * channels, s.out_mult * channels, downsample=s.resample, spectral_norm=sn)
+               for s in rest]
         )
-        if cfg.d.context == "none":
-            self.context_position, self.context = None, None
-        else:
-            self.context_position = locate_context(cfg.resolution, "d", cfg.d.context_res)
-            channels = specs[self.context_position].out_mult * width
-            self.context = build_context(cfg, cfg.d, channels, conditional=False, spectral_norm=context_sn)
-        features = specs[-1].out_mult * width
+        self.context_position, self.context = _build_context(
+            "d", context, context_res, resolution, channels, None, _context_sn(sn, context_sn), bn
+        )
+        features = specs[-1].out_mult * channels
         self.linear = sn_linear(features, 1, spectral_norm=sn)
-        self.embedding = sn_embedding(cfg.num_classes, features, spectral_norm=sn)
-        init_weights(self, cfg.init, seed=seed, prefix="D")
+        self.embedding = sn_embedding(num_classes, features, spectral_norm=sn)
+        init_weights(self, init, seed=seed, prefix="D")
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         expected = (self.img_channels, self.resolution, self.resolution)
@@ -333,10 +352,10 @@ __all__ = [
     "Discriminator",
     "G_BASE_RES",
     "Generator",
+    "TF_BN",
+    "TF_CONTEXT_SN",
+    "TF_SN",
     "architecture",
-    "bn_options",
-    "build_context",
     "locate_context",
-    "sn_options",
     "valid_context_res",
 ]

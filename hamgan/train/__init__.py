@@ -18,11 +18,13 @@ The modules, in the order the data flows:
 =============  =====================================================================================================
 cli            ``hamgan-train``: arguments, process group and peer monitor around a Trainer, exit statuses
 run_folder     the run's config, its lock, the checkpoint chosen by rank 0 for every rank, the consensus check
-state          what a checkpoint holds, saving and restoring it, random-number generators
+state          what a checkpoint holds (:meth:`Trainer.state_dict`), restoring it, random-number generators
 stream         the data set (rank 0 builds it first) and the batches: uint8 to the device, flips there
 precision      ``train.amp`` and ``train.tf32``, decided by rank 0 for every rank; the autocast context
-loop           :class:`Trainer`: set-up, the D and G updates, the loop
-health         NaN/inf and stop flags read one step late (no per-step host sync), the NaN report
+loop           :class:`Trainer`: set-up, the D and G updates, the loop, its state dict
+health         NaN/inf and stop flags read one step late (no per-step host sync), the NaN report, stop signals
+window         what the loop sums between log lines: mean losses, speed, peak memory
+compiled       ``train.compile``: the compiler of the training forwards and ``RUN/compile.json``
 periodic       the sample grid and the periodic FID shared by all ranks
 peers          heartbeats through the rendezvous store: a dead rank is named and the others stop
 =============  =====================================================================================================
@@ -42,8 +44,8 @@ SIGTERM (preemption) or Ctrl-C: the current step finishes, a checkpoint is writt
 """
 
 from hamgan.train.cli import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_WRITE_FAILED, main, parse_args, run
-from hamgan.train.health import TrainingDiverged
-from hamgan.train.loop import Trainer, TrainingStopped
+from hamgan.train.health import TrainingDiverged, TrainingStopped
+from hamgan.train.loop import Trainer
 from hamgan.train.peers import EXIT_PEER_LOST, PeerLost
 from hamgan.train.periodic import GRID_CLASSES, GRID_COLUMNS
 from hamgan.train.precision import amp_dtype

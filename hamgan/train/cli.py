@@ -10,8 +10,10 @@ from typing import Any
 from hamgan import distributed
 from hamgan.checkpoint import CheckpointError, CheckpointWriteError
 from hamgan.config import Config, ConfigError
-from hamgan.train.health import TrainingDiverged
-from hamgan.train.loop import Trainer, TrainingStopped
+from hamgan.data.dataset import DatasetError
+from hamgan.metrics import InceptionWeightsError, StatsError
+from hamgan.train.health import TrainingDiverged, TrainingStopped
+from hamgan.train.loop import Trainer
 from hamgan.train.peers import EXIT_PEER_LOST, PeerLost, PeerMonitor, looks_collective
 from hamgan.train.run_folder import LockError, resolve_config
 
@@ -74,9 +76,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def exit_status(error: BaseException) -> tuple[int, str] | None:
     """``(exit status, message prefix)`` of an error that ends a run cleanly (one line, no traceback), else None."""
-    from hamgan.data.dataset import DatasetError
-    from hamgan.metrics import InceptionWeightsError, StatsError
-
     bad_input = (ConfigError, CheckpointError, DatasetError, LockError, InceptionWeightsError, StatsError,
                  distributed.MainRankFailed)
     for kinds, status, prefix in [(bad_input, EXIT_BAD_INPUT, "error: "), (TrainingDiverged, EXIT_DIVERGED, ""),

@@ -1,4 +1,4 @@
-"""NaN/inf and stop checks without a blocking host sync per step, and the NaN report.
+"""NaN/inf and stop checks without a blocking host sync per step, the NaN report, and the stop signals.
 
 After every step the loop queues, on the device, three flags: D loss non-finite, G loss non-finite, stop requested
 (SIGTERM/SIGINT reached this rank), all-reduced (max) over ranks so every rank takes the same decision. The host
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,38 @@ from hamgan.checkpoint import latest_checkpoint
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or inf."""
+
+
+class TrainingStopped(RuntimeError):
+    """SIGTERM / SIGINT arrived; a checkpoint of the last completed step was written."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+class StopRequest:
+    """Catches SIGTERM (cluster preemption, torchrun shutdown) and SIGINT (Ctrl-C) while training runs, so the loop
+    can finish its step and save a checkpoint; a second signal of the same kind acts as usual."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+        signal.signal(signum, self._old[signum])
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
 
 
 def tensor_stats(t: torch.Tensor) -> dict[str, Any]:

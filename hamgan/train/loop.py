@@ -19,11 +19,7 @@ the device and read one step later (``health``); logs, samples, FID and checkpoi
 from __future__ import annotations
 
 import contextlib
-import json
-import resource
 import signal
-import threading
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -33,51 +29,23 @@ import torch.nn as nn
 
 from hamgan import bn_modes, distributed
 from hamgan.checkpoint import (CheckpointWriteError, checkpoint_path, checkpoints_to_prune, list_checkpoints,
-                              save_checkpoint)
+                              load_checkpoint, load_state_dict_checked, save_checkpoint)
 from hamgan.config import Config, ConfigError, save_config, to_dict
 from hamgan.distributed import DistInfo
 from hamgan.ema import EMA
 from hamgan.logger import RunLogger
 from hamgan.losses import d_loss, g_loss
+from hamgan.nn.from_config import discriminator_from_config, generator_from_config
 from hamgan.nn.hamburger import seed_bases_streams
 from hamgan.train import periodic, precision, run_folder, state
-from hamgan.train.health import StepChecks, TrainingDiverged, diverged_error, nonfinite_parameters
+from hamgan.train.compiled import compiler, write_compile_report
+from hamgan.train.health import (StepChecks, StopRequest, TrainingDiverged, TrainingStopped, diverged_error,
+                                 nonfinite_parameters)
 from hamgan.train.precision import autocast
 from hamgan.train.stream import DataStream, LatentStream, build_training_dataset
+from hamgan.train.window import LogWindow
 
 MIN_BN_BATCH = 16  # below this many images per batch-norm group, a warning
-
-
-class TrainingStopped(RuntimeError):
-    """SIGTERM / SIGINT arrived; a checkpoint of the last completed step was written."""
-
-    def __init__(self, message: str, signum: int) -> None:
-        super().__init__(message)
-        self.signum = signum
-
-
-class StopRequest:
-    """Catches SIGTERM (cluster preemption, torchrun shutdown) and SIGINT (Ctrl-C) while training runs, so the loop
-    can finish its step and save a checkpoint; a second signal of the same kind acts as usual."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.signum = signum
-        signal.signal(signum, self._old[signum])
-
-    def __enter__(self) -> StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            self._old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for s, handler in self._old.items():
-            signal.signal(s, handler)
 
 
 def bn_group_warning(micro: int, world_size: int, sync_bn: bool, batch: int, accumulate: int) -> str | None:
@@ -99,61 +67,10 @@ def make_adam(params: Any, lr: float, betas: Any, eps: float, device: torch.devi
     return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, fused=True if device.type == "cuda" else None)
 
 
-class PeakMemory:
-    """``peak_mem_mb`` of a logging window. CUDA: the peak of allocated tensor memory since :meth:`reset`, which the
-    loop calls when training starts and after the work between steps (sample grids, FID's Inception, checkpoints),
-    so it is the training steps' peak; CPU: the process's peak resident set size (a lifetime peak: no reset)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.reset()
-
-    def reset(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-
-    def read_mb(self) -> float:
-        if self.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.device) / 2**20
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
-
-
-def compiler(backend: str):
-    """``torch.compile`` with ``backend`` (``train.compile_backend``); an unknown backend is a ConfigError."""
-    known = torch._dynamo.list_backends(exclude_tags=())
-    if backend not in known:
-        raise ConfigError(f"train.compile_backend={backend!r} is not a torch.compile backend; choose one of "
-                          f"{', '.join(sorted(known))} (inductor: the fast one)")
-    return lambda module: torch.compile(module, backend=backend)
-
-
-# Breaks in DistributedDataParallel's own Python forward (around the network, which dynamo compiles whole, with
-# its DDPOptimizer splitting the graph at the gradient buckets): expected with several ranks, not counted as breaks.
-DDP_WRAPPER_BREAKS = ("DistributedDataParallel._inside_ddp_forward", "set_runtime_stats_and_log")
-
-
-def write_compile_report(path: Path, backend: str) -> str:
-    """Write what torch.compile made of the first step (graphs, graph breaks and their reasons) to ``path`` (JSON);
-    returns a log line. A graph break splits a network's forward: fewer fused kernels, a host round trip."""
-    from torch._dynamo.utils import counters  # dynamo's process-wide statistics (no public API holds them)
-
-    breaks = {reason: int(count) for reason, count in counters["graph_break"].items()}
-    wrapper = {r: c for r, c in breaks.items() if any(k in r for k in DDP_WRAPPER_BREAKS)}
-    inside = {r: c for r, c in breaks.items() if r not in wrapper}
-    report = {"backend": backend, "graphs": int(counters["stats"]["unique_graphs"]),
-              "graph_breaks": sum(inside.values()), "ddp_wrapper_breaks": sum(wrapper.values()),
-              "break_reasons": dict(sorted(inside.items())[:20])}
-    path.write_text(json.dumps(report, indent=1) + "\n")
-    return (f"torch.compile ({backend}): {report['graphs']} graphs, {report['graph_breaks']} graph breaks in the "
-            f"networks in the first step ({path.name})")
-
-
 class Trainer:
     """Networks, optimisers, data and the loop of one run folder on one rank (see module doc for the order)."""
 
     def __init__(self, cfg: Config, run_dir: str | Path, info: DistInfo, notes: list[str] = ()) -> None:
-        from hamgan.nn.networks import Discriminator, Generator
-
         run_folder.check_config(cfg)
         self.cfg, self.info = cfg, info
         self.run_dir = Path(run_dir)
@@ -163,15 +80,14 @@ class Trainer:
         self.device = info.device
         # autocast dtype, TF32 and cuDNN autotuning: decided by rank 0 for every rank, applied here (collective)
         self.precision = precision.decide(t, info)
-        self.amp = self.precision.amp
         try:
             self.micro = distributed.micro_batch_size(t.batch_size, info.world_size, t.accumulate)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        self.resume_notes: list[str] = []  # what the resume could not restore (state.load_training_state)
+        self.resume_notes: list[str] = []  # what the resume could not restore (load_state_dict)
         self.lock, latest, lock_note = run_folder.open_run_folder(self.run_dir, info)
         try:
-            self._build(cfg, info, Generator, Discriminator, latest)
+            self._build(cfg, info, latest)
         except BaseException:
             self.close()
             raise
@@ -181,14 +97,14 @@ class Trainer:
             if line:
                 self.log.write(line)
 
-    def _build(self, cfg: Config, info: DistInfo, Generator: type, Discriminator: type, latest: Path | None) -> None:
+    def _build(self, cfg: Config, info: DistInfo, latest: Path | None) -> None:
         t = cfg.train
         # Networks: initialised from the run seed (identical on every rank), then per-rank seeds for the loop.
         state.seed_everything(t.seed)
         try:
             paired = t.seed if t.paired else None  # paired initialisation: a named stream per layer (hamgan.seeds)
-            self.G = Generator(cfg.model, seed=paired).to(self.device)
-            self.D = Discriminator(cfg.model, seed=paired).to(self.device)
+            self.G = generator_from_config(cfg.model, seed=paired).to(self.device)
+            self.D = discriminator_from_config(cfg.model, seed=paired).to(self.device)
         except ValueError as e:  # the networks' own config checks (context_res, resolution, ...)
             raise ConfigError(str(e)) from None
         if t.channels_last:
@@ -220,7 +136,7 @@ class Trainer:
 
         # Resume: every rank loads the checkpoint rank 0 chose, the ranks agree, then DDP / compile wrap.
         if latest is not None:
-            self.resume_notes = state.load_training_state(self, latest)
+            self.resume_notes = self.resume_from(latest)
         run_folder.check_consensus(self.step, run_folder.state_checksum(self.G, self.D, self.ema and self.ema.model),
                                    latest, cfg)
         # G_train/D_train: what the loss passes call (DDP, compiled); self.G/self.D stay the raw modules.
@@ -256,6 +172,11 @@ class Trainer:
 
     # ---- helpers -------------------------------------------------------------------------------------------------
 
+    @property
+    def amp(self) -> torch.dtype | None:
+        """The autocast dtype of this run (None: full precision), decided by rank 0 for every rank."""
+        return self.precision.amp
+
     def _autocast(self) -> contextlib.AbstractContextManager:
         return autocast(self.device, self.amp)
 
@@ -265,6 +186,53 @@ class Trainer:
     def sampling_generator(self) -> nn.Module:
         """The EMA generator when enabled, else G (both used in eval mode)."""
         return self.ema.model if self.ema is not None else self.G
+
+    # ---- the training state: what a checkpoint holds (layout: hamgan.train.state) ---------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The full training state; collective: every rank must call it (it gathers all ranks' RNG states)."""
+        return {
+            "config": to_dict(self.cfg),
+            "step": self.step,
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.ema.state_dict() if self.ema is not None else None,
+            "opt_G": self.opt_G.state_dict(),
+            "opt_D": self.opt_D.state_dict(),
+            "scaler_G": self.scaler_G.state_dict(),
+            "scaler_D": self.scaler_D.state_dict(),
+            "rng": distributed.all_gather_object(state.rng_state(self.flip, self.device)),
+            "data": {**self.data.position(), "world_size": self.info.world_size},
+            "metrics": dict(self.metrics),
+        }
+
+    def load_state_dict(self, saved: dict[str, Any], source: str | Path = "the checkpoint") -> list[str]:
+        """Restore :meth:`state_dict` ``saved`` (CPU tensors) into the raw networks, before DDP wraps them.
+        Weights and moments go to the networks' devices; Adam keeps its configured implementation
+        (:func:`state.load_optimizer_state`). Returns sentences for the run log about what could not be restored as
+        saved. ``source`` names the checkpoint in errors."""
+        state.check_architecture(saved.get("config", {}), self.cfg, source)
+        load_state_dict_checked(self.G, saved["G"], "generator", source)
+        load_state_dict_checked(self.D, saved["D"], "discriminator", source)
+        if self.ema is not None:
+            if saved.get("G_ema") is not None:
+                load_state_dict_checked(self.ema.model, saved["G_ema"], "EMA generator", source)
+            else:  # EMA switched on for a run trained without it: start from the current G
+                self.ema.model.load_state_dict(self.G.state_dict())
+        state.load_optimizer_state(self.opt_G, saved["opt_G"])
+        state.load_optimizer_state(self.opt_D, saved["opt_D"])
+        notes = [state.load_scaler_state(self.scaler_G, saved["scaler_G"], "scaler_G"),
+                 state.load_scaler_state(self.scaler_D, saved["scaler_D"], "scaler_D")]
+        self.step = int(saved["step"])
+        self.metrics = dict(saved.get("metrics", self.metrics))
+        state.restore_rngs_and_position(saved, self.data, self.flip, self.device, self.info, self.cfg.train.seed,
+                                        self.step)
+        return [note for note in notes if note]
+
+    def resume_from(self, path: Path) -> list[str]:
+        """:meth:`load_state_dict` of checkpoint ``path``, read onto the CPU (the RNG states must be CPU byte
+        tensors and Adam's ``step`` counts stay on the CPU, whatever device trains)."""
+        return self.load_state_dict(load_checkpoint(path, map_location="cpu"), path)
 
     # ---- checkpoints, samples, FID -------------------------------------------------------------------------------
 
@@ -283,7 +251,7 @@ class Trainer:
                     f"({', '.join(bad[:3])}). The last good checkpoint is {run_folder.latest_checkpoint(self.run_dir)};"
                     " it was not overwritten"
                 )
-        training_state = state.training_state(self)
+        training_state = self.state_dict()
         error = None
         if self.info.is_main:
             try:
@@ -449,20 +417,17 @@ class Trainer:
                               f"{path}. Run the same command again to resume.", signum)
 
     def _loop(self, stop: StopRequest) -> None:
+        """Steps until ``train.steps``, each followed by the health checks and the work due at its step."""
         t = self.cfg.train
         self.checks = StepChecks()
-        sums: dict[str, torch.Tensor] = {}
-        n, tick = 0, time.perf_counter()
-        memory = PeakMemory(self.device)
-        reported = False  # RUN/compile.json written (after this process's first step)
+        window = LogWindow(self.device)
+        report_compile = t.compile and self.info.is_main  # RUN/compile.json after this process's first step
         while self.step < t.steps:
             out = self.train_step()
-            if t.compile and not reported and self.info.is_main:
+            window.add(out)
+            if report_compile:
                 self.log.write(write_compile_report(self.run_dir / "compile.json", t.compile_backend))
-            reported = True
-            for k, v in out.items():
-                sums[k] = sums.get(k, 0.0) + v
-            n += 1
+                report_compile = False
             self.stop_signum = stop.signum
             self.checks.record(self.step, [e["loss"] for e in self.evidence["D"]], out["loss_g"],
                                stop.signum is not None, self.evidence)
@@ -475,34 +440,33 @@ class Trainer:
             # that reads the weights
             self._handle(self.checks.resolve(keep=0 if logs or samples or fid or ckpt else 1))
             if logs:
-                values = torch.stack([sums[k] / n for k in sorted(sums)])
-                if self.info.distributed:  # mean over ranks
-                    torch.distributed.all_reduce(values)
-                    values /= self.info.world_size
-                elapsed = time.perf_counter() - tick
-                last_metrics = self.last_metrics = dict(zip(sorted(sums), values.tolist()))
-                last_metrics.update(
-                    lr_g=self.opt_G.param_groups[0]["lr"],
-                    lr_d=self.opt_D.param_groups[0]["lr"],
-                    it_per_s=n / elapsed,
-                    images_per_s=n * t.batch_size / elapsed,
-                    peak_mem_mb=memory.read_mb(),
-                    train_s=self.metrics.get("train_s", 0.0) + elapsed,  # training time of the run, resumes included
-                )
-                self.metrics["train_s"] = last_metrics["train_s"]
-                self.log.log(self.step, last_metrics)
-                sums, n, tick = {}, 0, time.perf_counter()
-            shown = ("loss_d", "loss_g", "images_per_s")
-            self.log.advance(1, **{k: v for k, v in self.last_metrics.items() if k in shown})
-            pause = time.perf_counter()  # samples, FID and checkpoints do not count towards images/s
-            if samples and self.info.is_main:
-                path = self.save_samples()
-                self.log.log_image(self.step, "samples", path, caption=f"step {self.step}")
-            if fid:
-                self.record_fid(self.measure_fid())
-            if ckpt:
-                self.save()
-            if logs or samples or fid or ckpt:
-                memory.reset()  # the next reading: training steps only
-            tick += time.perf_counter() - pause
+                self._log_window(window)
+            self.log.advance(1, **{k: v for k, v in self.last_metrics.items()
+                                   if k in ("loss_d", "loss_g", "images_per_s")})
+            if samples or fid or ckpt:
+                with window.paused():  # not training time; its memory is not the steps' peak
+                    if samples and self.info.is_main:
+                        path = self.save_samples()
+                        self.log.log_image(self.step, "samples", path, caption=f"step {self.step}")
+                    if fid:
+                        self.record_fid(self.measure_fid())
+                    if ckpt:
+                        self.save()
         self._handle(self.checks.resolve())
+
+    def _log_window(self, window: LogWindow) -> None:
+        """Log the means of the window's losses over its steps and the ranks, with speed, memory and learning
+        rates; collective."""
+        peak_mb = window.peak_memory_mb()
+        means, seconds, steps = window.close(self.info.world_size)
+        self.metrics["train_s"] = self.metrics.get("train_s", 0.0) + seconds  # of the run, resumes included
+        self.last_metrics = {
+            **means,
+            "lr_g": self.opt_G.param_groups[0]["lr"],
+            "lr_d": self.opt_D.param_groups[0]["lr"],
+            "it_per_s": steps / seconds,
+            "images_per_s": steps * self.cfg.train.batch_size / seconds,
+            "peak_mem_mb": peak_mb,
+            "train_s": self.metrics["train_s"],
+        }
+        self.log.log(self.step, self.last_metrics)

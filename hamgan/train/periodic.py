@@ -26,11 +26,18 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.nn as nn
+from torchvision.utils import save_image
 
 from hamgan import distributed
 from hamgan.bn_modes import BNMode, bn_mode
 from hamgan.config import Config
+from hamgan.data import uint8_images
 from hamgan.distributed import DistInfo
+from hamgan.metrics import (FeatureStats, InceptionFeatures, StatsError, extract, frechet_distance,
+                            generator_statistics, load_stats, save_stats, warn_if_biased)
+from hamgan.metrics.inception import FEATURE_DIM
+from hamgan.metrics.protocol import DEFAULT_PROTOCOL
+from hamgan.sample import class_grid
 from hamgan.train.precision import autocast
 
 GRID_CLASSES = 10  # rows of the sample grid (classes spread evenly over num_classes)
@@ -46,10 +53,6 @@ def save_sample_grid(G: nn.Module, classes: list[int], seed: int, device: torch.
                      amp: torch.dtype | None, path: Path, bn: BNMode | None = None) -> Path:
     """The grid of ``G`` (see module doc) written to ``path`` with the batch-norm statistics ``bn``
     (:mod:`hamgan.bn_modes`; None: running); G's mode, buffers and the random streams are restored."""
-    from torchvision.utils import save_image
-
-    from hamgan.sample import class_grid
-
     devices = [device] if device.type == "cuda" else []
     # fork_rng: the Hamburger draws random bases; class_grid enters bn_mode, which restores G's flags and buffers
     with torch.random.fork_rng(devices=devices), autocast(device, amp), distributed.local_batch_norm(G):
@@ -84,8 +87,6 @@ class PeriodicFID:
     """
 
     def __init__(self, cfg: Config, dataset: Any, run_dir: Path, info: DistInfo, write: Callable[[str], None]):
-        from hamgan.metrics import InceptionFeatures
-
         self.cfg, self.info, self.write = cfg, info, write
         self.fid = cfg.train.fid
         self.device = info.device
@@ -97,7 +98,6 @@ class PeriodicFID:
 
     def _reference(self, dataset: Any, run_dir: Path) -> tuple[np.ndarray, np.ndarray] | None:
         """``(mu, sigma)`` on rank 0 (None elsewhere: only rank 0 computes distances)."""
-        from hamgan.metrics import load_stats, save_stats
 
         f = self.fid
         source = f.ref_stats if f.ref_stats is not None else run_dir / "fid_ref.npz"
@@ -110,8 +110,6 @@ class PeriodicFID:
                 error = f"{type(e).__name__}: {e}"
         have, error = distributed.broadcast_object((ref is not None, error))
         if error is not None:
-            from hamgan.metrics import StatsError
-
             raise StatsError(f"train.fid: the FID reference cannot be used: {error}")
         if have:
             return ref
@@ -124,9 +122,6 @@ class PeriodicFID:
 
     def _reference_share(self, dataset: Any):
         """Feature statistics of this rank's share of the reference images."""
-        from hamgan.data import uint8_images
-        from hamgan.metrics import FeatureStats, extract
-        from hamgan.metrics.inception import FEATURE_DIM
 
         total, n = len(dataset), self.fid.ref_n
         if n is None or n >= total:
@@ -143,7 +138,6 @@ class PeriodicFID:
 
     def describe(self, bn: BNMode | None = None) -> dict[str, Any]:
         """How :meth:`measure` measures, for the metrics log: N, protocol, reference and batch-norm mode."""
-        from hamgan.metrics.protocol import DEFAULT_PROTOCOL
 
         made = {f"fid_{k}": v for k, v in (bn or BNMode("running")).as_dict().items()}
         return {"fid_n": self.fid.n_samples, "fid_protocol": DEFAULT_PROTOCOL, "fid_ref": self.ref_source, **made}
@@ -154,7 +148,6 @@ class PeriodicFID:
 
         Collective: call it on every rank. The random streams of training are untouched.
         """
-        from hamgan.metrics import frechet_distance, generator_statistics, warn_if_biased
 
         f, info = self.fid, self.info
         share = distributed.shard_sizes(f.n_samples, info.world_size)[info.rank]
@@ -176,9 +169,6 @@ class PeriodicFID:
                        "training continues")
             return None
         if stats is None:
-            from hamgan.metrics import FeatureStats
-            from hamgan.metrics.inception import FEATURE_DIM
-
             stats = FeatureStats(FEATURE_DIM, self.device)
         stats = distributed.all_reduce_feature_stats(stats)
         fid, error = None, None

@@ -1,6 +1,6 @@
 """The training state in a checkpoint: what is saved, how it is restored, and the random-number generators.
 
-A checkpoint (``hamgan.checkpoint``) of a training run holds::
+A checkpoint (``hamgan.checkpoint``) of a training run, :meth:`hamgan.train.loop.Trainer.state_dict`, holds::
 
     config, step          the resolved config (plain dict) and the completed G steps
     G, D, G_ema           state dicts of the raw networks (never DDP / compile wrapped); G_ema None without EMA
@@ -18,18 +18,15 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from hamgan import distributed
-from hamgan.checkpoint import CheckpointError, load_checkpoint, load_state_dict_checked
-from hamgan.config import from_dict, to_dict
+from hamgan.checkpoint import CheckpointError
+from hamgan.config import Config, from_dict, to_dict
 from hamgan.train.run_folder import flatten, warn_world_change
-
-if TYPE_CHECKING:
-    from hamgan.train.loop import Trainer
 
 
 def seed_everything(seed: int) -> None:
@@ -64,24 +61,6 @@ def set_rng_state(state: dict[str, Any], flip: torch.Generator, device: torch.de
             torch.cuda.set_rng_state(cuda, device)
 
 
-def training_state(trainer: Trainer) -> dict[str, Any]:
-    """The full training state; collective (every rank must call it): gathers all ranks' RNG states."""
-    return {
-        "config": to_dict(trainer.cfg),
-        "step": trainer.step,
-        "G": trainer.G.state_dict(),
-        "D": trainer.D.state_dict(),
-        "G_ema": trainer.ema.state_dict() if trainer.ema is not None else None,
-        "opt_G": trainer.opt_G.state_dict(),
-        "opt_D": trainer.opt_D.state_dict(),
-        "scaler_G": trainer.scaler_G.state_dict(),
-        "scaler_D": trainer.scaler_D.state_dict(),
-        "rng": distributed.all_gather_object(rng_state(trainer.flip, trainer.device)),
-        "data": {**trainer.data.position(), "world_size": trainer.info.world_size},
-        "metrics": dict(trainer.metrics),
-    }
-
-
 # How an optimiser runs on this machine, not training state: kept from the configured optimiser on resume.
 OPTIMIZER_IMPLEMENTATION = ("fused", "foreach", "capturable", "differentiable")
 
@@ -109,41 +88,28 @@ def load_scaler_state(scaler: torch.amp.GradScaler, saved: dict[str, Any], name:
     return None
 
 
-def load_training_state(trainer: Trainer, path: Path) -> list[str]:
-    """Restore the training state of checkpoint ``path`` into ``trainer``'s raw networks (before DDP wraps them).
-
-    The file is read onto the CPU: the RNG states must be CPU byte tensors, Adam's ``step`` counts stay CPU
-    tensors (see :func:`load_optimizer_state`), and ``load_state_dict`` copies weights and moments to the networks'
-    devices. Returns sentences for the run log about what could not be restored as saved."""
-    state = load_checkpoint(path, map_location="cpu")
-    saved_model = flatten(to_dict(from_dict(state.get("config", {})))["model"], "model.")  # defaults filled in
-    ours = flatten(to_dict(trainer.cfg)["model"], "model.")
-    diffs = [f"{k}: {saved_model.get(k)!r} in the checkpoint, {v!r} configured"
-             for k, v in ours.items() if saved_model.get(k) != v]
+def check_architecture(saved_config: dict[str, Any], cfg: Config, source: str | Path) -> None:
+    """A CheckpointError naming the differences when the checkpoint's model config (``saved_config``, defaults
+    filled in) is not ``cfg.model``: its weights belong to another architecture."""
+    saved = flatten(to_dict(from_dict(saved_config))["model"], "model.")
+    ours = flatten(to_dict(cfg)["model"], "model.")
+    diffs = [f"{k}: {saved.get(k)!r} in the checkpoint, {v!r} configured" for k, v in ours.items() if saved.get(k) != v]
     if diffs:
         raise CheckpointError(
-            f"checkpoint '{path}' belongs to another architecture ({'; '.join(diffs[:4])}). Use the config it "
+            f"checkpoint '{source}' belongs to another architecture ({'; '.join(diffs[:4])}). Use the config it "
             "was trained with or a new run folder"
         )
-    load_state_dict_checked(trainer.G, state["G"], "generator", path)
-    load_state_dict_checked(trainer.D, state["D"], "discriminator", path)
-    if trainer.ema is not None:
-        if state.get("G_ema") is not None:
-            load_state_dict_checked(trainer.ema.model, state["G_ema"], "EMA generator", path)
-        else:  # EMA switched on for a run trained without it: start from the current G
-            trainer.ema.model.load_state_dict(trainer.G.state_dict())
-    load_optimizer_state(trainer.opt_G, state["opt_G"])
-    load_optimizer_state(trainer.opt_D, state["opt_D"])
-    notes = [load_scaler_state(trainer.scaler_G, state["scaler_G"], "scaler_G"),
-             load_scaler_state(trainer.scaler_D, state["scaler_D"], "scaler_D")]
-    trainer.step = int(state["step"])
-    trainer.metrics = dict(state.get("metrics", trainer.metrics))
-    data, rngs, info = state["data"], state["rng"], trainer.info
-    if data.get("world_size", 1) == info.world_size and len(rngs) == info.world_size:
-        set_rng_state(rngs[info.rank], trainer.flip, trainer.device)
-        trainer.data.set_position(data["epoch"], data["index"])
-    else:  # a different number of ranks: keep the epoch, restart its order, fresh per-rank seeds
-        warn_world_change(data.get("world_size", 1), info.world_size)
-        seed_everything(trainer.cfg.train.seed + 1000 * info.rank + trainer.step)
-        trainer.data.set_position(data["epoch"] + 1, 0)
-    return [note for note in notes if note]
+
+
+def restore_rngs_and_position(saved: dict[str, Any], data: Any, flip: torch.Generator, device: torch.device,
+                              info: distributed.DistInfo, seed: int, step: int) -> None:
+    """Every RNG of this rank and the data stream's position from a checkpoint's ``rng`` and ``data``; with another
+    number of ranks than the checkpoint's: the same epoch, a fresh order from its start, fresh per-rank seeds."""
+    position, rngs = saved["data"], saved["rng"]
+    if position.get("world_size", 1) == info.world_size and len(rngs) == info.world_size:
+        set_rng_state(rngs[info.rank], flip, device)
+        data.set_position(position["epoch"], position["index"])
+    else:
+        warn_world_change(position.get("world_size", 1), info.world_size)
+        seed_everything(seed + 1000 * info.rank + step)
+        data.set_position(position["epoch"] + 1, 0)

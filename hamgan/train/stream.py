@@ -23,6 +23,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from hamgan import distributed
 from hamgan.config import Config, ConfigError, DataConfig
+from hamgan.data import build_dataset
+from hamgan.data.dataset import DatasetError
+from hamgan.data.imagenet import copy_index, index_path, load_or_build_index, shared_index_path
 from hamgan.distributed import DistInfo
 from hamgan.seeds import named_generator
 
@@ -40,8 +43,6 @@ def shared_index_file(data: DataConfig, info: DistInfo, run_dir: str | Path) -> 
     file beside the data or in ``run_dir``; None when rank 0 could write it nowhere. Collective; rank 0's errors
     reach the other ranks (:func:`distributed.main_rank_first`).
     """
-    from hamgan.data.imagenet import copy_index, index_path, load_or_build_index, shared_index_path
-
     path = None
     with distributed.main_rank_first("building the ImageFolder index"):
         if info.is_main:
@@ -57,8 +58,6 @@ def shared_index_file(data: DataConfig, info: DistInfo, run_dir: str | Path) -> 
 
 def check_same_data(dataset: Dataset) -> None:
     """Every rank holds a data set of the same size and classes (collective); else a DatasetError naming them."""
-    from hamgan.data.dataset import DatasetError
-
     views = distributed.all_gather_object((len(dataset), getattr(dataset, "num_classes", None)))
     if len(set(views)) > 1:
         detail = "; ".join(f"rank {r}: {n} images, {c} classes" for r, (n, c) in enumerate(views))
@@ -77,8 +76,6 @@ def build_training_dataset(cfg: Config, info: DistInfo = DistInfo(), run_dir: st
     (:func:`shared_index_file`) may go to the run folder ``run_dir``; the other ranks read the exact file rank 0
     wrote, wherever that is.
     """
-    from hamgan.data import build_dataset
-
     no_flip = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, hflip=False))
     index_file = None
     if run_dir is not None and reads_image_folder(cfg.data):

@@ -87,7 +87,7 @@ def stop_signal_for_trainers(reason: BaseException) -> int:
 
     A kind other than the one the driver received: a signal sent to the whole process group or job (Ctrl-C in a
     terminal, ``kill -- -PGID``, a batch system) reached the trainers too, and a trainer takes a second signal of
-    the same kind as "stop now, without a checkpoint" (:class:`hamgan.train.loop.StopRequest`).
+    the same kind as "stop now, without a checkpoint" (:class:`hamgan.train.health.StopRequest`).
     """
     received = signal.SIGINT if isinstance(reason, KeyboardInterrupt) else getattr(reason, "signum", None)
     return signal.SIGINT if received == signal.SIGTERM else signal.SIGTERM

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from hamgan.config import load_config
 from hamgan.nn import Generator
+from hamgan.nn.from_config import generator_from_config
 from hamgan.nn.inspect import attention_maps, hamburger_coefficients, recording_decompositions
 from hamgan.nn.layers import pointwise
 
@@ -18,7 +19,7 @@ def tiny_generator(context: str, *overrides: str) -> Generator:
         "model.g.ham.steps=3", *overrides,
     ])
     torch.manual_seed(0)
-    G = Generator(cfg.model).eval()
+    G = generator_from_config(cfg.model).eval()
     nn.init.constant_(G.context.sigma if context == "ham" else G.context.gamma, 0.7)  # let the block matter
     return G
 
@@ -106,7 +107,7 @@ def test_wrong_context_block_is_a_clear_error(context, fn, needed):
     if context == "none":
         cfg = load_config(None, ["model.resolution=32", "model.num_classes=4", "model.z_dim=16",
                                  "model.g.context=none", "model.g.channels=8"])
-        G = Generator(cfg.model).eval()
+        G = generator_from_config(cfg.model).eval()
     else:
         G = tiny_generator(context)
     z, y = latents()

@@ -1,9 +1,10 @@
 """Generator / Discriminator: the architecture table, shapes of every config, the HamGAN-128 layout (context block
 at 32x32 with 256 / 128 channels), identity at init, parameter counts derived independently from the table,
-the projection term, init schemes and input errors."""
+the projection term, init schemes and input errors; the networks from plain arguments, without hamgan.config."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 
 import pytest
@@ -12,7 +13,9 @@ import torch
 from pathlib import Path
 
 from hamgan.config import HamConfig, ModelConfig, NetConfig, YLGConfig, load_config
-from hamgan.nn import Discriminator, Generator, Hamburger, SelfAttention, YLGAttention
+from hamgan.nn import (AttentionSpec, Discriminator, Generator, Hamburger, HamburgerSpec, SelfAttention, YLGAttention,
+                       YLGSpec)
+from hamgan.nn.from_config import discriminator_from_config, generator_from_config
 from hamgan.nn.layers import ConditionalBatchNorm2d
 from hamgan.nn.networks import ARCHITECTURES, G_BASE_RES, valid_context_res
 
@@ -156,7 +159,7 @@ def test_valid_context_res():
 def test_shapes_of_every_config(resolution, context, batch):
     torch.manual_seed(0)
     cfg = small_cfg(resolution, context)
-    G, D = Generator(cfg), Discriminator(cfg)
+    G, D = generator_from_config(cfg), discriminator_from_config(cfg)
     z, y = torch.randn(batch, cfg.z_dim), torch.randint(0, cfg.num_classes, (batch,))
     x = G(z, y)
     assert x.shape == (batch, 3, resolution, resolution)
@@ -174,8 +177,8 @@ def test_shapes_of_every_config(resolution, context, batch):
 def test_params_of_small_configs_match_table(resolution):
     for context in ("ham", "attention", "none"):
         cfg = small_cfg(resolution, context, img_channels=1)
-        assert num_params(Generator(cfg)) == expected_g_params(cfg)
-        assert num_params(Discriminator(cfg)) == expected_d_params(cfg)
+        assert num_params(generator_from_config(cfg)) == expected_g_params(cfg)
+        assert num_params(discriminator_from_config(cfg)) == expected_d_params(cfg)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -187,7 +190,7 @@ def test_params_of_small_configs_match_table(resolution):
 def hamgan128():
     torch.manual_seed(0)
     cfg = real_cfg("ham")
-    return cfg, Generator(cfg), Discriminator(cfg)
+    return cfg, generator_from_config(cfg), discriminator_from_config(cfg)
 
 
 def capture_context(net: torch.nn.Module, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -234,7 +237,7 @@ def test_hamgan128_param_counts_match_table(context, hamgan128):
         cfg, G, D = hamgan128
     else:
         cfg = real_cfg(context)
-        G, D = Generator(cfg), Discriminator(cfg)
+        G, D = generator_from_config(cfg), discriminator_from_config(cfg)
     assert num_params(G) == expected_g_params(cfg)
     assert num_params(D) == expected_d_params(cfg)
 
@@ -261,7 +264,7 @@ def test_hamgan128_param_counts_by_hand():
 def test_hamgan_baby_config_has_the_official_parameter_counts():
     """Issue 10's target: the official layout (bias-free breads) with 1000 classes."""
     cfg = load_config(CONFIGS / "imagenet128_hamgan_baby.yaml").model
-    G, D = Generator(cfg, spectral_norm=False), Discriminator(cfg, spectral_norm=False)
+    G, D = generator_from_config(cfg, spectral_norm=False), discriminator_from_config(cfg, spectral_norm=False)
     assert (num_params(G), num_params(D)) == (42_640_004, 39_475_906)
     assert (expected_g_params(cfg), expected_d_params(cfg)) == (42_640_004, 39_475_906)
 
@@ -269,7 +272,7 @@ def test_hamgan_baby_config_has_the_official_parameter_counts():
 @pytest.mark.parametrize("context", ["ham", "attention"])
 def test_context_at_64_as_biggan(context):
     cfg = small_cfg(128, context, g=net_cfg(8, context, 64, rank=8), d=net_cfg(8, context, 64, rank=4))
-    G, D = Generator(cfg), Discriminator(cfg)
+    G, D = generator_from_config(cfg), discriminator_from_config(cfg)
     y = torch.tensor([1, 2])
     g_in, g_out, x = capture_context(G, torch.randn(2, 16), y)
     d_in, d_out, _ = capture_context(D, x, y)
@@ -279,7 +282,7 @@ def test_context_at_64_as_biggan(context):
 
 def test_identity_at_init_small_attention():
     cfg = small_cfg(32, "attention")
-    G, D = Generator(cfg), Discriminator(cfg)
+    G, D = generator_from_config(cfg), discriminator_from_config(cfg)
     y = torch.tensor([0, 9])
     g_in, g_out, x = capture_context(G, torch.randn(2, 16), y)
     d_in, d_out, _ = capture_context(D, x, y)
@@ -289,11 +292,11 @@ def test_identity_at_init_small_attention():
 def test_ham_settings_come_from_config():
     cfg = small_cfg(64, "ham", g=net_cfg(8, "ham", 32, rank=6, kind="cd", steps=3, eval_steps=5, grad="bptt",
                                           groups=2, dim=12))
-    G = Generator(cfg)
+    G = generator_from_config(cfg)
     ham = G.context
     assert (ham.ham, ham.steps, ham.eval_steps, ham.grad, ham.groups) == ("cd", 3, 5, "bptt", 2)
     assert (ham.dim, ham.rank, ham.channels) == (12, 6, 32)
-    d = Discriminator(cfg).context
+    d = discriminator_from_config(cfg).context
     assert d.norm is None and (d.ham, d.rank, d.dim) == ("nmf", 4, 8)  # D's own settings, 8 channels at 32x32
 
 
@@ -302,7 +305,7 @@ def test_ham_settings_come_from_config():
 def test_each_network_chooses_its_context_block(g_context, d_context):
     # G's block at 32x32 has 64 channels, D's at 8x8 64 (YLG's 8 heads need a multiple of 64)
     cfg = small_cfg(64, channels=16, g=net_cfg(16, g_context, 32), d=net_cfg(16, d_context, 8, rank=4))
-    G, D = Generator(cfg), Discriminator(cfg)
+    G, D = generator_from_config(cfg), discriminator_from_config(cfg)
     kinds = {"ham": Hamburger, "attention": SelfAttention, "ylg": YLGAttention, "none": type(None)}
     assert isinstance(G.context, kinds[g_context]) and isinstance(D.context, kinds[d_context])
     x = G(torch.randn(2, 16), torch.tensor([0, 1]))
@@ -313,7 +316,7 @@ def test_each_network_chooses_its_context_block(g_context, d_context):
 def test_nmf_in_g_and_cd_in_d():
     cfg = small_cfg(32, g=net_cfg(8, "ham", 16, rank=8, kind="nmf", version="v2"),
                     d=net_cfg(8, "ham", 16, rank=4, kind="cd", steps=2))
-    G, D = Generator(cfg), Discriminator(cfg)
+    G, D = generator_from_config(cfg), discriminator_from_config(cfg)
     assert (G.context.ham, G.context.version, G.context.steps) == ("nmf", "v2", 6)
     assert (D.context.ham, D.context.version, D.context.steps) == ("cd", "v1", 2)
 
@@ -321,7 +324,7 @@ def test_nmf_in_g_and_cd_in_d():
 def test_ylg_heads_come_from_config():
     cfg = small_cfg(64, channels=16, g=dataclasses.replace(net_cfg(16, "ylg", 32), ylg=YLGConfig(heads=4)),
                     d=net_cfg(16, "ylg", 8))
-    assert Generator(cfg).context.heads == 4 and Discriminator(cfg).context.heads == 8
+    assert generator_from_config(cfg).context.heads == 4 and discriminator_from_config(cfg).context.heads == 8
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -334,13 +337,14 @@ def test_batch_norm_options_reach_every_bn_of_g():
                              "model.g.context_res=16", "model.d.context_res=16", "model.g.ham.rank=4",
                              "model.d.ham.rank=4", "model.g.ham.version=v2", "model.bn.eps=0.01",
                              "model.bn.momentum=0.2", "model.bn.running_var=unbiased"]).model
-    G = Generator(cfg)
+    G = generator_from_config(cfg)
     bns = [m for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert len(bns) == 2 * 3 + 1 + 1  # 2 CBNs per block, the last BN, the v2 cheese's CBN
     assert all((m.eps, m.momentum) == (0.01, 0.2) for m in bns)
     assert not G.biased_running_var and not any(m.biased_running_var for m in G.modules()
                                                  if isinstance(m, ConditionalBatchNorm2d))
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in Discriminator(cfg).modules())  # official D: no BN
+    D = discriminator_from_config(cfg)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in D.modules())  # official D: no BN
 
 
 def _bounds(net: torch.nn.Module) -> dict[str, set[str]]:
@@ -357,19 +361,20 @@ def _bounds(net: torch.nn.Module) -> dict[str, set[str]]:
 def test_spectral_norm_bound_per_layer_type_as_tf_gan(context):
     """snconv2d / snlinear / sn_embedding: W / max(1, sigma); sn_conv1x1 in the context block: W / sigma."""
     cfg = small_cfg(64, context, channels=16, d=net_cfg(16, context, 8, rank=4))
-    for net in (Generator(cfg), Discriminator(cfg)):
+    for net in (generator_from_config(cfg), discriminator_from_config(cfg)):
         assert _bounds(net) == {"context": {"exact"}, "network": {"at_most_one"}}
     swapped = dataclasses.replace(cfg, sn=dataclasses.replace(cfg.sn, bound="exact", context_bound="at_most_one"))
-    assert _bounds(Generator(swapped)) == {"context": {"at_most_one"}, "network": {"exact"}}
+    assert _bounds(generator_from_config(swapped)) == {"context": {"at_most_one"}, "network": {"exact"}}
 
 
 def test_spectral_norm_eval_iteration_and_warmup_come_from_config():
     from hamgan.nn.spectral_norm import spectral_norms
 
     cfg = small_cfg(32, "attention")
-    assert {(p.eval_iteration, p.warmup) for p in spectral_norms(Generator(cfg))} == {(True, 0)}
+    assert {(p.eval_iteration, p.warmup) for p in spectral_norms(generator_from_config(cfg))} == {(True, 0)}
     torch_like = dataclasses.replace(cfg, sn=dataclasses.replace(cfg.sn, eval_iteration=False, warmup=15))
-    assert {(p.eval_iteration, p.warmup) for p in spectral_norms(Discriminator(torch_like))} == {(False, 15)}
+    D = discriminator_from_config(torch_like)
+    assert {(p.eval_iteration, p.warmup) for p in spectral_norms(D)} == {(False, 15)}
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -380,7 +385,7 @@ def test_spectral_norm_eval_iteration_and_warmup_come_from_config():
 def test_projection_term_depends_on_label():
     torch.manual_seed(0)
     cfg = small_cfg(32, "none")
-    D = Discriminator(cfg).eval()  # eval: spectral norm's power iteration does not move the weights between calls
+    D = discriminator_from_config(cfg).eval()  # eval: spectral norm's power iteration leaves the weights alone
     x = torch.randn(3, 3, 32, 32)
     a, b = D(x, torch.tensor([0, 1, 2])), D(x, torch.tensor([3, 4, 5]))
     assert not torch.allclose(a, b)
@@ -400,7 +405,7 @@ def test_projection_term_depends_on_label():
 def test_generator_depends_on_label_through_cbn():
     torch.manual_seed(0)
     cfg = small_cfg(32, "ham")
-    G = Generator(cfg).eval()
+    G = generator_from_config(cfg).eval()
     with torch.no_grad():
         for m in G.modules():
             if isinstance(m, ConditionalBatchNorm2d):
@@ -425,14 +430,14 @@ def weights(net: torch.nn.Module) -> list[torch.Tensor]:
 
 
 def test_init_normal_has_std_002():
-    G = Generator(small_cfg(32, "ham", channels=16, init="normal"))
+    G = generator_from_config(small_cfg(32, "ham", channels=16, init="normal"))
     w = torch.cat([t.flatten() for t in weights(G)])
     assert abs(w.std().item() - 0.02) < 0.001 and abs(w.mean().item()) < 0.001
     assert all(m.bias.abs().max() == 0 for m in G.modules() if isinstance(m, torch.nn.Conv2d) and m.bias is not None)
 
 
 def test_init_orthogonal_rows_are_orthonormal():
-    D = Discriminator(small_cfg(32, "attention", channels=16, init="orthogonal"))
+    D = discriminator_from_config(small_cfg(32, "attention", channels=16, init="orthogonal"))
     w = D.blocks[1].conv1.parametrizations.weight.original.flatten(1)  # (64, 576): orthonormal rows
     torch.testing.assert_close(w @ w.T, torch.eye(w.shape[0]), atol=1e-5, rtol=0)
 
@@ -476,7 +481,7 @@ def test_init_xavier_bounds_every_conv_linear_and_embedding(case):
     g, d, g_context, d_context = XAVIER_CASES[case]
     torch.manual_seed(0)
     cfg = small_cfg(128, init="xavier", g=g, d=d)
-    for net, context in ((Generator(cfg), g_context), (Discriminator(cfg), d_context)):
+    for net, context in ((generator_from_config(cfg), g_context), (discriminator_from_config(cfg), d_context)):
         layers = {n: m for n, m in net.named_modules()
                   if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.Embedding))}
         assert context <= set(layers) and "linear" in layers
@@ -497,7 +502,7 @@ def test_init_xavier_bounds_every_conv_linear_and_embedding(case):
 
 def test_init_xavier_embedding_bound_uses_classes_plus_dim():
     torch.manual_seed(0)
-    D = Discriminator(small_cfg(32, "none", channels=16, num_classes=50, init="xavier"))
+    D = discriminator_from_config(small_cfg(32, "none", channels=16, num_classes=50, init="xavier"))
     w = D.embedding.parametrizations.weight.original  # D's class embedding: (num_classes, 4 * df) = (50, 64)
     assert w.shape == (50, 64)
     bound = (6 / (50 + 64)) ** 0.5
@@ -512,17 +517,17 @@ def test_init_xavier_embedding_bound_uses_classes_plus_dim():
 
 
 def test_invalid_context_res_lists_valid_values():
-    with pytest.raises(ValueError, match=r"g.context_res=48.*\[8, 16, 32, 64, 128\]"):
-        Generator(small_cfg(128, "ham", g=net_cfg(8, "ham", 48)))
-    with pytest.raises(ValueError, match=r"d.context_res=32.*\[16, 8\]"):
-        Discriminator(small_cfg(32, "attention", d=net_cfg(8, "attention", 32)))
+    with pytest.raises(ValueError, match=r"context_res=48 \(config: model.g.context_res\).*\[8, 16, 32, 64, 128\]"):
+        generator_from_config(small_cfg(128, "ham", g=net_cfg(8, "ham", 48)))
+    with pytest.raises(ValueError, match=r"context_res=32 \(config: model.d.context_res\).*\[16, 8\]"):
+        discriminator_from_config(small_cfg(32, "attention", d=net_cfg(8, "attention", 32)))
     # irrelevant without a context block
-    Discriminator(small_cfg(32, "none", d=net_cfg(8, "none", 32)))
+    discriminator_from_config(small_cfg(32, "none", d=net_cfg(8, "none", 32)))
 
 
 def test_bad_inputs_raise_clear_errors():
     cfg = small_cfg(32, "none")
-    G, D = Generator(cfg), Discriminator(cfg)
+    G, D = generator_from_config(cfg), discriminator_from_config(cfg)
     y = torch.tensor([0, 1])
     with pytest.raises(ValueError, match=r"z must have shape \(B, 16\)"):
         G(torch.randn(2, 17), y)
@@ -537,4 +542,85 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match=r"x must have shape \(B, 3, 32, 32\)"):
         D(torch.randn(2, 3, 64, 64), y)
     with pytest.raises(ValueError, match="resolution must be one of"):
-        Generator(dataclasses.replace(cfg, resolution=256))
+        generator_from_config(dataclasses.replace(cfg, resolution=256))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Plain arguments: the networks without hamgan.config
+# ------------------------------------------------------------------------------------------------------------------
+
+
+PACKAGE = Path(__file__).resolve().parents[2] / "hamgan"
+
+
+def hamgan_imports(module: str) -> set[str]:
+    """The hamgan modules that importing ``module`` loads, read from the source (every import statement, also inside
+    functions), with their parent packages, transitively."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ first
+            parent = ".".join(parts[:i])
+            if parent in seen:
+                continue
+            seen.add(parent)
+            path = PACKAGE.parent.joinpath(*parent.split("."))
+            path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    todo += [a.name for a in node.names if a.name.split(".")[0] == "hamgan"]
+                elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "hamgan":
+                    for a in node.names:
+                        sub = f"{node.module}.{a.name}"
+                        is_module = PACKAGE.parent.joinpath(*sub.split(".")).with_suffix(".py").is_file() or \
+                            PACKAGE.parent.joinpath(*sub.split(".")).is_dir()
+                        todo.append(sub if is_module else node.module)
+    return seen
+
+
+def test_hamgan_nn_does_not_import_hamgan_config():
+    """hamgan.nn (networks, context specs, blocks) loads nothing of hamgan.config; only hamgan.nn.from_config does."""
+    loaded = hamgan_imports("hamgan.nn")
+    assert {"hamgan.nn.networks", "hamgan.nn.context", "hamgan.nn.hamburger", "hamgan.tf32"} <= loaded
+    assert "hamgan.config" not in loaded and "hamgan.nn.from_config" not in loaded
+    assert "hamgan.config" in hamgan_imports("hamgan.nn.from_config")  # the check sees the import where it is
+
+
+def test_networks_from_plain_arguments():
+    torch.manual_seed(0)
+    G = Generator(resolution=32, num_classes=10, channels=8, z_dim=64, img_channels=1,
+                  context=HamburgerSpec(rank=4, steps=2), context_res=16)
+    D = Discriminator(resolution=32, num_classes=10, channels=8, img_channels=1, context=YLGSpec(heads=2),
+                      context_res=8)
+    y = torch.tensor([0, 9])
+    x = G(torch.randn(2, 64), y)
+    assert x.shape == (2, 1, 32, 32) and D(x, y).shape == (2,)
+    assert (G.z_dim, G.num_classes, G.resolution, G.img_channels, G.base_channels) == (64, 10, 32, 1, 32)
+    assert G.context_position == 1 and isinstance(G.context, Hamburger)
+    assert isinstance(G.context.norm, ConditionalBatchNorm2d)  # G's context block is class-conditional
+    assert (G.context.channels, G.context.dim, G.context.rank, G.context.steps) == (32, 32, 4, 2)
+    assert D.context_position == 1 and isinstance(D.context, YLGAttention) and D.context.heads == 2
+    assert G.biased_running_var  # the official batch norm by default
+    plain = Generator(32, 10, 8, context=AttentionSpec(), sn=False)  # sn=False: no spectral norm, context included
+    assert isinstance(plain.context, SelfAttention) and not any(hasattr(m, "parametrizations") for m in plain.modules())
+    assert Generator(32, 10, 8).context is None and Generator(32, 10, 8).context_position is None
+
+
+@pytest.mark.parametrize("net, kwargs, message", [
+    ("G", {"context_res": 48}, r"context_res=48 \(config: model.g.context_res\) is impossible at resolution 128: "
+                               r"the generator's context block must sit at one of \[8, 16, 32, 64, 128\]"),
+    ("D", {"resolution": 32}, r"context_res=32 \(config: model.d.context_res\) .* one of \[16, 8\]"),
+    ("G", {"channels": 0}, r"channels of the generator must be an integer >= 1 \(config: model.g.channels\), got 0"),
+    ("D", {"channels": 0}, r"channels of the discriminator must .* \(config: model.d.channels\), got 0"),
+    ("G", {"z_dim": 0}, r"z_dim of the generator must be an integer >= 1 \(config: model.z_dim\), got 0"),
+    ("D", {"num_classes": 2.5}, r"num_classes .* \(config: model.num_classes\), got 2.5"),
+    ("G", {"resolution": 48}, r"resolution must be one of \[32, 64, 128\] \(config: model.resolution\), got 48"),
+    ("D", {"context": "ham"}, r"context of the discriminator must be None or one of HamburgerSpec, AttentionSpec, "
+                              r"YLGSpec \(hamgan.nn.context\), got 'ham'"),
+])
+def test_bad_plain_arguments_name_the_argument_and_the_valid_values(net, kwargs, message):
+    args = {"resolution": 128, "num_classes": 10, "channels": 2, "context": AttentionSpec(), **kwargs}
+    with pytest.raises(ValueError, match=message):
+        (Generator if net == "G" else Discriminator)(**args)

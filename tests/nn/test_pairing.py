@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from hamgan.config import load_config
+from hamgan.nn.from_config import discriminator_from_config, generator_from_config
 from hamgan.nn.hamburger import Hamburger, seed_bases_streams
-from hamgan.nn.networks import Discriminator, Generator
 from hamgan.seeds import derive_seed
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -19,7 +19,8 @@ MODELS = ("hamgan", "sagan", "none")
 
 def build(model: str, seed: int | None, overrides: list[str] = ()) -> dict[str, dict[str, torch.Tensor]]:
     cfg = load_config(CONFIGS / f"fmnist32_{model}.yaml", list(overrides)).model
-    return {"G": Generator(cfg, seed=seed).state_dict(), "D": Discriminator(cfg, seed=seed).state_dict()}
+    return {"G": generator_from_config(cfg, seed=seed).state_dict(),
+            "D": discriminator_from_config(cfg, seed=seed).state_dict()}
 
 
 def shared(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> list[str]:
@@ -94,7 +95,7 @@ def test_hamburger_bases_streams_are_their_own():
     from the global generator, the same (seed, key) redraws the same bases from the first forward on, and another
     key or network draws others. The streams are no state: the state dict is unchanged."""
     cfg = load_config(CONFIGS / "fmnist32_hamgan.yaml").model
-    G, D = Generator(cfg, seed=7).train(), Discriminator(cfg, seed=7).train()
+    G, D = generator_from_config(cfg, seed=7).train(), discriminator_from_config(cfg, seed=7).train()
     keys = set(G.state_dict())
     assert isinstance(G.context, Hamburger) and not G.context.seeded
     seed_bases_streams({"G": G, "D": D}, 7, 0, 12)  # rank 0, step 12

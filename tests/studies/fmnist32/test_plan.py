@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from hamgan.config import load_config
-from hamgan.nn.networks import Discriminator, Generator
+from hamgan.nn.from_config import discriminator_from_config, generator_from_config
 from studies.fmnist32.plan import (DEFAULT_MODELS, MODELS, StudyError, StudyOptions, check_options, checkpoint_schedule,
                                default_eval_steps, eval_specs, model_overrides, parse_models, parse_pairs, plan_runs,
                                threads_per_job, train_command)
@@ -25,7 +25,7 @@ def options(**kw) -> StudyOptions:
 def test_every_model_builds_the_expected_context_blocks(model):
     cfg = load_config(Path("configs") / MODELS[model].config, model_overrides(model, options())).model
     g_kind, d_kind, ham = EXPECTED[model]
-    G, D = Generator(cfg, spectral_norm=False), Discriminator(cfg, spectral_norm=False)
+    G, D = generator_from_config(cfg, spectral_norm=False), discriminator_from_config(cfg, spectral_norm=False)
     assert (type(G.context).__name__ if G.context is not None else None) == g_kind
     assert (type(D.context).__name__ if D.context is not None else None) == d_kind
     if ham is not None:
