@@ -90,11 +90,12 @@ def evaluated_images(results: Path) -> int:
     return o["n"] + o["mid_n"] * len([s for s in o["eval_steps"] if s < o["steps"]])
 
 
-def run_cost(rows: list[dict[str, Any]], images: int) -> dict[str, float]:
+def run_cost(designs: list[tuple[list[dict[str, Any]], int]]) -> dict[str, float]:
     """Per-step training seconds (the runs' ``wall_s`` / ``step``: one-thread trainings) and per-image evaluation
-    seconds (``eval_s`` / ``images``, the images each run evaluated), averaged over the runs."""
-    train = [r["wall_s"] / r["step"] for r in rows if r.get("wall_s")]
-    per_image = [r["eval_s"] / images for r in rows if r.get("eval_s")]
+    seconds (``eval_s`` / the images each run of its design evaluated), averaged over the runs of
+    ``[(rows, images per run), ...]``."""
+    train = [r["wall_s"] / r["step"] for rows, _ in designs for r in rows if r.get("wall_s")]
+    per_image = [r["eval_s"] / images for rows, images in designs for r in rows if r.get("eval_s")]
     return {"train_s_per_step": float(np.mean(train)), "eval_s_per_image": float(np.mean(per_image))}
 
 
@@ -122,10 +123,7 @@ def build_design(paired: Path, unpaired: Path, pair: tuple[str, str], budget_h: 
     df_p, df_u = len(fid_p["diffs"]) - 1, len(fid_u["diffs"]) - 1
     # one-sided F-test of "pairing lowers the variance of the difference" (var_u / var_p > 1)
     p_value = float(f_dist.sf(ratio, df_u, df_p)) if math.isfinite(ratio) else 0.0
-    images = evaluated_images(paired)
-    if evaluated_images(unpaired) != images:
-        raise ValueError(f"{paired} and {unpaired} evaluated their runs differently (options in summary.json)")
-    cost = run_cost(p_rows + u_rows, images)
+    cost = run_cost([(p_rows, evaluated_images(paired)), (u_rows, evaluated_images(unpaired))])
     plan = rerun_plan(fid_p["sd"], len(fid_p["diffs"]), cost, budget_h, models, steps, mid_n, final_n, cores)
     return {"pair": f"{a}-{b}", "designs": designs, "variance_ratio": ratio, "f_test_p": p_value, "cost": cost,
             "plan": plan, "options": {"budget_h": budget_h, "models": models, "steps": steps, "mid_n": mid_n,

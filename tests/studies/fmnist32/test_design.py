@@ -12,7 +12,7 @@ from hamgan.metrics.intervals import min_detectable_difference
 from studies.fmnist32.design import build_design, main, rerun_plan, sd_interval, sd_upper_limit
 
 
-def write_design(folder, fids_a, fids_b, seeds=(10, 11, 12), wall_s=1000.0, eval_s=700.0):
+def write_design(folder, fids_a, fids_b, seeds=(10, 11, 12), wall_s=1000.0, eval_s=700.0, eval_steps=(1000,)):
     folder.mkdir(parents=True)
     rows = []
     for model, fids in (("hamgan", fids_a), ("sagan", fids_b)):
@@ -22,13 +22,14 @@ def write_design(folder, fids_a, fids_b, seeds=(10, 11, 12), wall_s=1000.0, eval
                          "precision": 0.5, "recall": 0.03, "density": 0.4, "coverage": 0.2,
                          "wall_s": wall_s, "eval_s": eval_s})
     (folder / "runs.json").write_text(json.dumps(rows))
-    options = {"steps": 2000, "eval_steps": [1000], "n": 5000, "mid_n": 2000}
+    options = {"steps": 2000, "eval_steps": list(eval_steps), "n": 5000, "mid_n": 2000}
     (folder / "summary.json").write_text(json.dumps({"options": options}))
 
 
 def test_the_designs_differences_their_sd_and_the_variance_ratio(tmp_path):
     write_design(tmp_path / "p", [50.0, 52.0, 47.0], [51.0, 52.5, 49.0])     # diffs -1, -0.5, -2
-    write_design(tmp_path / "u", [50.0, 58.0, 44.0], [55.0, 50.0, 49.0])     # diffs -5, 8, -5
+    # the unpaired runs: no intermediate evaluation, 500 s for their 5000 images
+    write_design(tmp_path / "u", [50.0, 58.0, 44.0], [55.0, 50.0, 49.0], eval_s=500.0, eval_steps=())  # diffs -5, 8, -5
     d = build_design(tmp_path / "p", tmp_path / "u", ("hamgan", "sagan"), 10.0, 3, 4000, 2000, 5000, 2)
     fid = d["designs"]["paired"]["fid"]
     assert fid["diffs"] == [-1.0, -0.5, -2.0] and fid["mean"] == pytest.approx(-7 / 6)
@@ -37,7 +38,7 @@ def test_the_designs_differences_their_sd_and_the_variance_ratio(tmp_path):
     assert unpaired["sd"] == pytest.approx(np.std([-5.0, 8.0, -5.0], ddof=1))
     assert d["variance_ratio"] == pytest.approx((unpaired["sd"] / fid["sd"]) ** 2)
     assert 0 < d["f_test_p"] < 0.05  # a 44-fold variance ratio on 2 and 2 degrees of freedom
-    # cost from the rows: 1000 s / 2000 steps; 700 s / (5000 + 2000 images)
+    # cost from the rows: 1000 s / 2000 steps; 700 s / (5000 + 2000 images) and 500 s / 5000 images
     assert d["cost"] == pytest.approx({"train_s_per_step": 0.5, "eval_s_per_image": 0.1})
 
 
