@@ -10,7 +10,7 @@
    images must equal TF's, restored from the same file, to ``--tol`` (1e-4) relative: G in training mode (batch
    statistics, one power iteration, and the stored vectors after it), G in eval mode (moving statistics, the
    iteration not stored), D (one power iteration); the Adam moments and the step are checked against TF's.
-2. **The official HamGAN variable list** (``../shared/reference/official_tf_variables.json``, HamGAN-baby: names,
+2. **The official HamGAN variable list** (``tests/fixtures/official_tf_variables.json``, HamGAN-baby: names,
    shapes, dtypes) with exact, deterministic values (:func:`pattern`), plus ``global_step``, Adam's beta powers and
    the Adam slots of two variables, saved by TensorFlow at full size (82M values). It converts with every variable
    placed; the result, exported by ``scripts/check_tfgan_parity.py``'s independent exporter, gives back every
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-REFERENCE = ROOT.parent / "shared" / "reference" / "official_tf_variables.json"
+REFERENCE = ROOT / "tests" / "fixtures" / "official_tf_variables.json"  # the official checkpoints' variable list
 SLOTTED = ["Generator/generator/g_ops/sigma_ratio", "Discriminator/discriminator/d_embedding/embedding_map"]
 
 

@@ -26,7 +26,9 @@ from hamgan.nn.from_config import discriminator_from_config, generator_from_conf
 from hamgan.nn.networks import Discriminator, Generator
 
 ROOT = Path(__file__).resolve().parent.parent
-REFERENCE = ROOT.parent / "shared" / "reference" / "official_tf_variables.json"
+# every variable of the official HamGAN and TF-GAN SAGAN checkpoints (names, shapes, dtypes): a copy of the project's
+# shared reference, kept here so that the tests run wherever the repository is cloned
+REFERENCE = ROOT / "tests" / "fixtures" / "official_tf_variables.json"
 # the official recipe (SN bounds, BN decay 0.999 and biased variance, eval-mode power iteration), shrunk
 SMALL = ["model.resolution=32", "model.num_classes=3", "model.z_dim=16", "model.g.channels=4", "model.d.channels=4",
          "model.g.context_res=16", "model.d.context_res=16", "model.g.ham.dim=8", "model.g.ham.rank=2",
