@@ -11,8 +11,9 @@ their mean and standard deviation (SD) with a chi-square 95% interval of the SD,
 which is how many times as many seeds the unpaired design needs for the same precision.
 
 The rerun's design (``--budget-h`` of this machine, ``--models`` models, ``--steps`` each): the cost of one run is
-measured on the pilot's own runs (training seconds per step of a one-thread training, evaluation seconds per
-Inception image of the driver's evaluations), for ``steps`` and the rerun's evaluations (``--mid-n`` images at
+measured on the pilot's own runs, or with ``--cost-from`` on an earlier study's (training seconds per step of a
+one-thread training, evaluation seconds per Inception image of the driver's evaluations), for ``steps`` and the
+rerun's evaluations (``--mid-n`` images at
 ``steps - 1000`` for the plateau criterion, ``--final-n`` at ``steps``), as core-seconds spread over ``--cores``. The
 seeds it affords, and the minimum detectable difference (MDE, two-sided paired t-test at 5%, 80% power, exact
 noncentral t: :func:`hamgan.metrics.intervals.min_detectable_difference`) for those seeds from the paired SD and from
@@ -99,6 +100,17 @@ def run_cost(designs: list[tuple[list[dict[str, Any]], int]]) -> dict[str, float
     return {"train_s_per_step": float(np.mean(train)), "eval_s_per_image": float(np.mean(per_image))}
 
 
+def study_cost(summary_path: Path) -> dict[str, float]:
+    """The cost per training step and per evaluated image of a whole earlier study (its ``summary.json``:
+    ``compute`` summed over its runs, every run trained to ``options.steps`` and evaluated alike)."""
+    summary = json.loads(summary_path.read_text())
+    compute, o = summary["compute"], summary["options"]
+    images = o["n"] + o["mid_n"] * len([s for s in o["eval_steps"] if s < o["steps"]])
+    return {"train_s_per_step": compute["train_s"] / (compute["runs"] * o["steps"]),
+            "eval_s_per_image": compute["eval_s"] / (compute["runs"] * images),
+            "source": str(summary_path)}
+
+
 def rerun_plan(sd: float, n_pilot: int, cost: dict[str, float], budget_h: float, models: int, steps: int,
                mid_n: int, final_n: int, cores: int, min_seeds: int = 6) -> dict[str, Any]:
     """Seeds the budget affords and the MDE they give (see the module doc for the arithmetic)."""
@@ -114,7 +126,7 @@ def rerun_plan(sd: float, n_pilot: int, cost: dict[str, float], budget_h: float,
 
 
 def build_design(paired: Path, unpaired: Path, pair: tuple[str, str], budget_h: float, models: int, steps: int,
-                 mid_n: int, final_n: int, cores: int) -> dict[str, Any]:
+                 mid_n: int, final_n: int, cores: int, cost_from: Path | None = None) -> dict[str, Any]:
     a, b = pair
     p_rows, u_rows = final_rows(paired), final_rows(unpaired)
     designs = {"paired": design_differences(p_rows, a, b), "unpaired": design_differences(u_rows, a, b)}
@@ -123,9 +135,11 @@ def build_design(paired: Path, unpaired: Path, pair: tuple[str, str], budget_h: 
     df_p, df_u = len(fid_p["diffs"]) - 1, len(fid_u["diffs"]) - 1
     # one-sided F-test of "pairing lowers the variance of the difference" (var_u / var_p > 1)
     p_value = float(f_dist.sf(ratio, df_u, df_p)) if math.isfinite(ratio) else 0.0
-    cost = run_cost([(p_rows, evaluated_images(paired)), (u_rows, evaluated_images(unpaired))])
+    pilot_cost = run_cost([(p_rows, evaluated_images(paired)), (u_rows, evaluated_images(unpaired))])
+    cost = study_cost(cost_from) if cost_from is not None else {**pilot_cost, "source": "the pilot's runs"}
     plan = rerun_plan(fid_p["sd"], len(fid_p["diffs"]), cost, budget_h, models, steps, mid_n, final_n, cores)
     return {"pair": f"{a}-{b}", "designs": designs, "variance_ratio": ratio, "f_test_p": p_value, "cost": cost,
+            "pilot_cost": pilot_cost,
             "plan": plan, "options": {"budget_h": budget_h, "models": models, "steps": steps, "mid_n": mid_n,
                                       "final_n": final_n, "cores": cores, "power": POWER,
                                       "planning_limit": PLANNING_LIMIT}}
@@ -152,8 +166,8 @@ def design_markdown(d: dict[str, Any]) -> str:
     lines += ["", "FID: variance of the unpaired difference / variance of the paired one = "
               f"**{d['variance_ratio']:.2f}** (one-sided F-test that pairing lowers it: p = {d['f_test_p']:.2f}).", "",
               "## The rerun this allows", "",
-              f"- Cost of one run, measured on the pilot's runs: {d['cost']['train_s_per_step']:.3f} s per training "
-              f"step (one thread), {d['cost']['eval_s_per_image']:.3f} s per evaluated image. At {o['steps']} steps "
+              f"- Cost of one run, measured on {d['cost']['source']}: {d['cost']['train_s_per_step']:.3f} s per "
+              f"training step (one thread), {d['cost']['eval_s_per_image']:.3f} s per evaluated image. At {o['steps']} steps "
               f"with {o['mid_n']} + {o['final_n']} evaluated images: {p['run_core_s'] / 3600:.2f} core-hours, "
               f"{p['run_h']:.2f} h of the {o['cores']}-core machine.",
               f"- {o['budget_h']:g} h for {o['models']} models: {o['budget_h']:g} / ({o['models']} × "
@@ -176,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mid-n", type=int, default=2000, help="images of the evaluation at steps - 1000")
     p.add_argument("--final-n", type=int, default=5000, help="images of the final evaluation")
     p.add_argument("--cores", type=int, default=2, help="cores of this machine")
+    p.add_argument("--cost-from", type=Path, default=None,
+                   help="an earlier study's summary.json to measure the cost of a run on (default: the pilot's runs)")
     p.add_argument("--out", type=Path, required=True, help="folder of design.json and design.md")
     args = p.parse_args(argv)
     a, _, b = args.pair.partition("-")
@@ -183,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (folder / "runs.json").is_file():
             p.error(f"{folder}/runs.json not found: run the pilot's two designs first (see the module doc)")
     d = build_design(args.paired, args.unpaired, (a, b), args.budget_h, args.models, args.steps, args.mid_n,
-                     args.final_n, args.cores)
+                     args.final_n, args.cores, args.cost_from)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "design.json").write_text(json.dumps(d, indent=1) + "\n")
     (args.out / "design.md").write_text(design_markdown(d))

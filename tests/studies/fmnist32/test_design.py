@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from hamgan.metrics.intervals import min_detectable_difference
-from studies.fmnist32.design import build_design, main, rerun_plan, sd_interval, sd_upper_limit
+from studies.fmnist32.design import build_design, main, rerun_plan, sd_interval, sd_upper_limit, study_cost
+
+STUDY = Path(__file__).resolve().parents[3] / "results" / "fmnist32" / "summary.json"
 
 
 def write_design(folder, fids_a, fids_b, seeds=(10, 11, 12), wall_s=1000.0, eval_s=700.0, eval_steps=(1000,)):
@@ -39,7 +42,8 @@ def test_the_designs_differences_their_sd_and_the_variance_ratio(tmp_path):
     assert d["variance_ratio"] == pytest.approx((unpaired["sd"] / fid["sd"]) ** 2)
     assert 0 < d["f_test_p"] < 0.05  # a 44-fold variance ratio on 2 and 2 degrees of freedom
     # cost from the rows: 1000 s / 2000 steps; 700 s / (5000 + 2000 images) and 500 s / 5000 images
-    assert d["cost"] == pytest.approx({"train_s_per_step": 0.5, "eval_s_per_image": 0.1})
+    assert d["pilot_cost"] == pytest.approx({"train_s_per_step": 0.5, "eval_s_per_image": 0.1})
+    assert d["cost"] == {**d["pilot_cost"], "source": "the pilot's runs"}  # no --cost-from
 
 
 def test_rerun_plan_arithmetic():
@@ -73,3 +77,11 @@ def test_cli_writes_the_report_and_refuses_missing_designs(tmp_path, capsys):
     assert math.isclose(report["plan"]["sd"], report["designs"]["paired"]["fid"]["sd"])
     markdown = (tmp_path / "design.md").read_text()
     assert all(f"| {r['seeds']} | {r['hours']:.1f} | {r['mde']:.2f} |" in markdown for r in report["plan"]["table"])
+
+
+def test_cost_of_an_earlier_study():
+    """The committed study: 21 runs of 4000 steps, each evaluated on 5000 + 3 x 2000 images."""
+    summary = json.loads(STUDY.read_text())
+    cost = study_cost(STUDY)
+    assert cost["train_s_per_step"] == pytest.approx(summary["compute"]["train_s"] / (21 * 4000))
+    assert cost["eval_s_per_image"] == pytest.approx(summary["compute"]["eval_s"] / (21 * 11000))
