@@ -1,4 +1,5 @@
-"""summary.md of the study: final table, FID-vs-steps table, paired differences, plateau check, notes, commands.
+"""summary.md of the study: final table, FID-vs-steps table, paired differences, seed-aware compare, plateau check,
+notes, commands.
 
     text = summary_markdown(summary)     # summary: what studies.fmnist32.report.build_summary returns
 """
@@ -8,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from hamgan.metrics.paired import format_table
 
 
 def _pm(stat: dict[str, Any] | None, digits: int = 3) -> str:
@@ -80,15 +83,41 @@ def paired_table(summary: dict[str, Any]) -> list[str]:
 
 
 def plateau_table(summary: dict[str, Any]) -> list[str]:
-    lines = ["| model | last two evaluations | FID@mid change | seed spread | verdict |", "| --- | --- | ---: | ---: | --- |"]
+    lines = ["| model | last two evaluations | FID@mid change | spread | verdict |", "| --- | --- | ---: | ---: | --- |"]
     for model, p in summary["plateau"].items():
         if p is None:
             lines.append(f"| {model} | fewer than two evaluations | | | |")
             continue
-        spread = "-" if p["spread"] is None else f"{p['spread']:.2f}"
+        spread = "-" if p["spread"] is None else f"{p['spread']:.2f} ({p.get('spread_from', 'seed std')})"
         lines.append(f"| {model} | {p['from_step']} → {p['to_step']} ({p['fid_from']:.2f} → {p['fid_to']:.2f}) | "
                      f"{p['change']:+.2f} | {spread} | {p['verdict']} |")
     return lines
+
+
+def seed_compare_section(summary: dict[str, Any]) -> list[str]:
+    """The seed-aware compare of every pair (hamgan.metrics.paired), with the command that recomputes it."""
+    compared = summary.get("seed_compare") or {}
+    if not compared:
+        return []
+    lines = ["## Seed-aware compare (`hamgan-eval compare --group`, final step)", ""]
+    for pair, c in compared.items():
+        lines += [f"{c['a']} vs {c['b']}: seeds {c['seeds']}", "", format_table(c), ""]
+    lines += ["Per metric: mean ± SD over seeds of each model, the mean paired difference A − B with its 95% t and "
+              "percentile bootstrap (10,000 resamples, seed 0) intervals, and the minimum detectable difference "
+              "(MDE): the smallest true difference a two-sided paired t-test at 5% detects with 80% power, for this "
+              "number of seeds and this SD of the differences. Recomputed from the metric files in metrics/ by:", "",
+              "```", summary["commands"]["compare_seeds"], "```", ""]
+    return lines
+
+
+def plateau_note(o: dict[str, Any]) -> list[str]:
+    if o.get("plateau_spread") == "paired":
+        return ["flat: the mean FID of the model changed between its last two evaluations by less than the SD over "
+                "seeds of the per-seed FID difference (same samples) of the pair it takes part in with the smallest "
+                "such SD (--plateau-spread paired): more training would move the model less than the noise of the "
+                "comparison."]
+    return ["flat: the last two evaluations differ by less than the seed spread (sample std over seeds at the last "
+            f"step; with one seed the given --seed-spread{'' if o['seed_spread'] is None else ' ' + str(o['seed_spread'])})."]
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
@@ -115,10 +144,10 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         "Verdict from the t interval: beat = the interval lies entirely on the better side of 0, lost = entirely on "
         "the worse side, inconclusive = it contains 0 (no detectable difference). Bootstrap: 10,000 resamples of the per-seed differences (seed 0).",
         "",
+        *seed_compare_section(summary),
         f"## Plateau check (FID@{o['mid_n']}, {bn})",
         "", *plateau_table(summary), "",
-        "flat: the last two evaluations differ by less than the seed spread (sample std over seeds at the last step; "
-        f"with one seed the given --seed-spread{'' if o['seed_spread'] is None else ' ' + str(o['seed_spread'])}).",
+        *plateau_note(o),
         "",
         "Notes:",
         f"- N of every number: final-step metrics from {o['n']} samples; the FID-vs-steps table, the plots and the "

@@ -17,6 +17,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from studies.fmnist32.evaluation import EvalSpec
 
@@ -117,6 +118,7 @@ class StudyOptions:
     allow_small_n: bool = False
     pairs: tuple[tuple[str, str], ...] = (("hamgan", "sagan"), ("hamgan", "none"))
     seed_spread: float | None = None
+    plateau_spread: Literal["seeds", "paired"] = "seeds"
     checkpoints: Path | None = None
 
     @property
@@ -190,6 +192,9 @@ def check_options(o: StudyOptions) -> None:
     for a, b in o.pairs:
         if a == b:
             raise StudyError(f"--pairs {a}-{b} compares a model with itself")
+    if o.plateau_spread == "paired" and not any(a in o.models and b in o.models for a, b in o.pairs):
+        raise StudyError("--plateau-spread paired needs a pair of two studied models (--pairs A-B); "
+                         "use --plateau-spread seeds for a study without one")
     for name in o.models:
         path = o.configs / MODELS[name].config
         if not path.is_file():

@@ -26,8 +26,9 @@ import numpy as np
 from hamgan.metrics.intervals import mean_std
 from studies.fmnist32.evaluation import find_cached, load_cache, reference_n
 from studies.fmnist32.plan import MODELS, Run, StudyError, StudyOptions, eval_specs, model_overrides
+from studies.fmnist32.seed_compare import compare_command, seed_comparisons, write_metric_files
 from studies.fmnist32.sessions import driver_seconds
-from studies.fmnist32.statistics import paired_differences, plateau
+from studies.fmnist32.statistics import paired_difference, paired_differences, plateau, plateau_paired_sd
 
 FINAL_METRICS = ("kid_mean", "precision", "recall", "density", "coverage")
 COST_KEYS = ("params_g", "params_d", "context_params_g", "context_params_d", "context_macs_g", "context_macs_d")
@@ -36,7 +37,7 @@ COST_KEYS = ("params_g", "params_d", "context_params_g", "context_params_d", "co
 def row_fields(mid_n: int) -> list[str]:
     return ["model", "seed", "step", "n", "fid", "kid_mean", "kid_std", "precision", "recall", "density", "coverage",
             f"fid_at_{mid_n}", "wall_s", "images_per_s", "eval_s", "context_scale_g", "context_scale_d", *COST_KEYS,
-            "bn", "bn_batches", "bn_batch_size", "ref", "run"]
+            "bn", "bn_batches", "bn_batch_size", "ref", "run", "train_paired"]
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -112,7 +113,8 @@ def collect_rows(runs: list[Run], o: StudyOptions, costs: dict[str, dict[str, in
         cache = load_cache(run.folder)
         if not cache or not (run.folder / "config.yaml").is_file():
             continue
-        batch = load_config(run.folder / "config.yaml").train.batch_size
+        train = load_config(run.folder / "config.yaml").train
+        batch = train.batch_size
         clock = training_clock(run.folder / "metrics.jsonl")
         final_s = training_seconds(clock, o.steps)
         for step, spec in sorted(specs.items()):
@@ -130,7 +132,7 @@ def collect_rows(runs: list[Run], o: StudyOptions, costs: dict[str, dict[str, in
                 "eval_s": e.get("eval_s"), "context_scale_g": scale_g, "context_scale_d": scale_d,
                 **{k: costs[run.model][k] for k in COST_KEYS},
                 "bn": e["bn"], "bn_batches": e["bn_batches"], "bn_batch_size": e["bn_batch_size"],
-                "ref": e["reference"], "run": str(run.folder),
+                "ref": e["reference"], "run": str(run.folder), "train_paired": train.paired,
             })
     return rows
 
@@ -231,7 +233,8 @@ def options_record(o: StudyOptions, ref_n: int | None) -> dict[str, Any]:
             "n": o.final_n, "mid_n": o.mid_n, "ref": o.reference.name, "ref_n": ref_n, "fid_seed": o.fid_seed,
             "bn": "standing", "bn_batches": o.bn_batches, "bn_batch_size": o.bn_batch_size,
             "sn_iterations": spec.sn_iterations, "overrides": list(o.overrides), "jobs": o.jobs, "threads": o.threads,
-            "pairs": [f"{a}-{b}" for a, b in o.pairs], "seed_spread": o.seed_spread}
+            "pairs": [f"{a}-{b}" for a, b in o.pairs], "seed_spread": o.seed_spread,
+            "plateau_spread": o.plateau_spread}
 
 
 def build_summary(rows: list[dict[str, Any]], o: StudyOptions, costs: dict[str, dict[str, int]],
@@ -240,14 +243,21 @@ def build_summary(rows: list[dict[str, Any]], o: StudyOptions, costs: dict[str, 
     models = summarise_models(rows, o)
     final = {m: {r["seed"]: r for r in rows if r["model"] == m and r["step"] == o.steps} for m in o.models}
     mid = f"fid_at_{o.mid_n}"
+    mid_differences = {(a, b): paired_difference({s: r[mid] for s, r in final.get(a, {}).items() if r[mid] is not None},
+                                                 {s: r[mid] for s, r in final.get(b, {}).items() if r[mid] is not None},
+                                                 "fid") for a, b in o.pairs}
     plateaus = {}
     for m in o.models:
         curve: dict[int, list[float]] = {}
         for r in rows:
             if r["model"] == m and r[mid] is not None:
                 curve.setdefault(r["step"], []).append(r[mid])
-        plateaus[m] = plateau(curve, o.seed_spread)
-    return {"models": models, "paired": paired_differences(final, o.pairs), "plateau": plateaus,
+        paired = plateau_paired_sd(m, mid_differences) if o.plateau_spread == "paired" else None
+        plateaus[m] = plateau(curve, o.seed_spread, paired_sd=None if paired is None else paired[0])
+        if plateaus[m] is not None and paired is not None:
+            plateaus[m]["spread_from"] = f"paired SD of {paired[1]}"
+    return {"models": models, "paired": paired_differences(final, o.pairs), "seed_compare": seed_comparisons(rows, o),
+            "plateau": plateaus,
             "options": options_record(o, ref_n), "compute": compute_time(rows, o.work), "cost": costs,
             "environment": environment(), "commands": commands, "failed_runs": failed}
 
@@ -313,7 +323,8 @@ def study_commands(o: StudyOptions, argv: list[str], runs: list[Run], exported: 
             "train_example": shlex.join(["python", *(shown(a) if a.endswith(".yaml") else a
                                                       for a in train_command(runs[0], o)[1:])]),
             "reference": f"hamgan-eval stats {shown(o.configs / MODELS['hamgan'].config)} data.split=test --features "
-                         f"--n {o.ref_n} --batch-size 100 --num-workers 0 --out {o.reference}"}
+                         f"--n {o.ref_n} --batch-size 100 --num-workers 0 --out {o.reference}",
+            "compare_seeds": compare_command(o, shown)}
     if exported:
         cmds["compare"] = (f"hamgan-eval compare {' '.join(map(str, exported))} --ref {o.reference} --n {o.final_n} "
                            f"--seed {o.fid_seed} --batch-size {o.eval_batch_size} --bn standing "
@@ -338,6 +349,7 @@ def write_report(runs: list[Run], o: StudyOptions, argv: list[str], failed: list
     if not rows:
         raise StudyError(f"no evaluated runs under {o.work}; run the study (without --report-only) first")
     write_rows(rows, results, o.mid_n)
+    write_metric_files(rows, o)
 
     bn = eval_specs(o)[o.steps].bn
     for model in o.models:  # from the first seed whose final checkpoint exists

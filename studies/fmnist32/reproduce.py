@@ -13,6 +13,11 @@
         --work runs/fmnist32_rerun --results results/fmnist32/rerun \\
         --ref runs/fmnist32_study/fmnist32_test_10000_features.npz --check-against results/fmnist32/summary.json
 
+    # the paired rerun (issue 24): seeds paired by common random numbers, plateau against the paired SD
+    python -m studies.fmnist32.reproduce --models hamgan,sagan,none --seeds 20,21,22,23,24,25 --steps 4000 \\
+        --eval-steps 3000 --plateau-spread paired --work runs/fmnist32_paired --results results/fmnist32/paired \\
+        --ref runs/fmnist32_test_10000_features.npz
+
     python -m studies.fmnist32.reproduce --eval-only      # evaluate the checkpoints that exist, train nothing
     python -m studies.fmnist32.reproduce --report-only    # neither train nor evaluate: rewrite the result files
 
@@ -35,8 +40,15 @@ Each driver session's wall-clock goes to ``WORK/driver_sessions/`` (rewritten ev
 end of a working period still counts) and is summed in summary.json's ``compute``; progress lines carry the UTC time.
 
 Outputs under ``--results``: runs.csv / runs.json (one row per run and evaluated step), summary.json / summary.md
-(final table, FID-vs-steps table, paired differences with t and bootstrap intervals, plateau check, cost, compute,
-exact commands), fid_vs_steps.png, fid_vs_wallclock.png, samples/<model>.png.
+(final table, FID-vs-steps table, paired differences with t and bootstrap intervals, the seed-aware compare of
+``hamgan-eval compare --group`` with the minimum detectable difference, plateau check, cost, compute, exact
+commands), metrics/<model>-seed<s>.json (each final row as a compare metric file: ``hamgan-eval compare --group
+hamgan='RESULTS/metrics/hamgan-seed*.json' --group sagan=...`` recomputes the comparison without sampling),
+fid_vs_steps.png, fid_vs_wallclock.png, samples/<model>.png.
+
+Plateau check: the change of each model's mean FID@mid-n between its last two evaluations, against the std over seeds
+at the last step (``--plateau-spread seeds``) or the smallest SD of a paired FID@mid-n difference the model takes
+part in (``--plateau-spread paired``: more training would move it less than the noise of the comparison).
 
 Exit status: 0 done, 1 a training failed or the --check-against check failed, 2 bad options or an unusable work
 folder (the message names the fix).
@@ -105,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", default="hamgan-sagan,hamgan-none", help="paired differences A-B, comma-separated")
     p.add_argument("--seed-spread", type=float, default=None,
                    help="seed spread (FID std) for the plateau check of models with one seed (a pilot)")
+    p.add_argument("--plateau-spread", choices=("seeds", "paired"), default="seeds",
+                   help="the plateau check's spread: the std over seeds of each model's FID@mid-n at the last step, "
+                        "or the smallest SD of a paired FID@mid-n difference (--pairs) the model takes part in")
     p.add_argument("--poll", type=float, default=5.0, help="seconds between checks of the running trainings")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--eval-only", action="store_true", help="evaluate the checkpoints that exist; train nothing")
@@ -125,7 +140,7 @@ def study_options(args: argparse.Namespace) -> StudyOptions:
         bn_batch_size=args.bn_batch_size, eval_batch_size=args.eval_batch_size, ref_n=args.ref_n, ref=args.ref,
         work=args.work, results=args.results, configs=args.configs, overrides=tuple(args.overrides), jobs=args.jobs,
         threads=args.threads, allow_small_n=args.allow_small_n, pairs=parse_pairs(args.pairs),
-        seed_spread=args.seed_spread, checkpoints=args.checkpoints)
+        seed_spread=args.seed_spread, plateau_spread=args.plateau_spread, checkpoints=args.checkpoints)
     check_options(options)
     return options
 

@@ -85,21 +85,25 @@ def paired_differences(final: dict[str, dict[int, dict[str, float]]], pairs: lis
     return out
 
 
-def plateau(curve: dict[int, list[float]], spread: float | None) -> dict[str, Any] | None:
+def plateau(curve: dict[int, list[float]], spread: float | None, paired_sd: float | None = None) -> dict[str, Any] | None:
     """Is the FID curve of a model flat? ``curve``: ``{step: per-seed FIDs}`` (the same N at every step).
 
-    Compares the change of the mean FID between the last two evaluated steps with the seed spread: the sample std
-    over seeds at the last step, or ``spread`` (e.g. ``--seed-spread``) when the model has one seed there: "flat" when |change| < spread,
-    "still falling" when it fell by more, "rising" when it rose by more, "no spread" without one. None with fewer
-    than two evaluated steps.
+    Compares the change of the mean FID between the last two evaluated steps with a spread: ``paired_sd`` when given
+    (the SD over seeds of a paired difference the model takes part in, :func:`plateau_paired_sd`: the noise of the
+    comparison the study makes), else the sample std over seeds at the last step, or ``spread`` (e.g.
+    ``--seed-spread``) when the model has one seed there. "flat" when |change| < spread, "still falling" when it fell
+    by more, "rising" when it rose by more, "no spread" without one. None with fewer than two evaluated steps.
     """
     steps = sorted(s for s, v in curve.items() if v)
     if len(steps) < 2:
         return None
     prev, last = steps[-2], steps[-1]
     change = float(np.mean(curve[last]) - np.mean(curve[prev]))
-    if len(curve[last]) > 1:
-        spread = mean_std(curve[last])[1]
+    source = "--seed-spread"
+    if paired_sd is not None:
+        spread, source = paired_sd, "paired SD"
+    elif len(curve[last]) > 1:
+        spread, source = mean_std(curve[last])[1], "seed std"
     if spread is None:
         state = "no spread"
     elif abs(change) < spread:
@@ -107,4 +111,14 @@ def plateau(curve: dict[int, list[float]], spread: float | None) -> dict[str, An
     else:
         state = "still falling" if change < 0 else "rising"
     return {"from_step": prev, "to_step": last, "fid_from": float(np.mean(curve[prev])),
-            "fid_to": float(np.mean(curve[last])), "change": change, "spread": spread, "verdict": state}
+            "fid_to": float(np.mean(curve[last])), "change": change, "spread": spread, "spread_from": source,
+            "verdict": state}
+
+
+def plateau_paired_sd(model: str, differences: dict[tuple[str, str], dict[str, Any] | None]) -> tuple[float, str] | None:
+    """The spread of ``model``'s plateau check in a paired study: the smallest SD of a paired FID difference it takes
+    part in (``{(A, B): paired_difference or None}``, of the curve's FID at the last step), with that pair's name
+    "A-B"; None when no pair of it has two seeds."""
+    mine = [(d["sd"], f"{a}-{b}") for (a, b), d in differences.items()
+            if d is not None and d["sd"] is not None and model in (a, b)]
+    return min(mine) if mine else None

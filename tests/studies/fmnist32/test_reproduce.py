@@ -214,6 +214,51 @@ def test_report_only_from_committed_results(study, tmp_path):
     assert json.loads((study / "results" / "summary.json").read_text())["models"] == before
 
 
+def test_the_seed_aware_compare_command_reproduces_the_reported_comparison(study, tmp_path, capsys):
+    """Issue 24: the study writes its final rows as compare metric files; hamgan-eval compare --group over them
+    (the summary's command, no sampling) gives the summary's seed-aware comparison, with the MDE."""
+    import shlex
+
+    from hamgan.evaluate import main as eval_main
+
+    summary = json.loads((study / "results" / "summary.json").read_text())
+    assert list(summary["seed_compare"]) == ["hamgan-none"]  # hamgan-sagan: no sagan runs
+    argv = shlex.split(summary["commands"]["compare_seeds"])
+    assert argv[:2] == ["hamgan-eval", "compare"] and argv.count("--group") == 2
+    assert eval_main([*argv[1:], "--json-out", str(tmp_path / "c.json")]) == 0
+    out = json.loads((tmp_path / "c.json").read_text())
+    (c,) = out["comparisons"]
+    reported = summary["seed_compare"]["hamgan-none"]
+    assert c["seeds"] == reported["seeds"] == SEEDS
+    for metric in ("fid", "kid_mean", "precision", "recall", "density", "coverage"):
+        for key in ("mean_diff", "sd_diff", "t_interval", "bootstrap_interval", "mde", "verdict"):
+            assert c["metrics"][metric][key] == reported["metrics"][metric][key], (metric, key)
+    rows = {(r["model"], r["seed"]): r for r in json.loads((study / "results" / "runs.json").read_text())
+            if r["step"] == STEPS}
+    assert reported["metrics"]["fid"]["diffs"] == pytest.approx(
+        [rows[("hamgan", s)]["fid"] - rows[("none", s)]["fid"] for s in SEEDS])
+    assert all(r["train_paired"] is True for r in out["groups"]["hamgan"])
+    text = (study / "results" / "summary.md").read_text()
+    assert "Seed-aware compare" in text and "MDE (80% power)" in text
+
+
+def test_plateau_spread_paired_checks_against_the_paired_sd(study, tmp_path):
+    """--plateau-spread paired (issue 24's criterion): each model's change of mean FID@mid over the last two
+    evaluations against the SD of its paired FID@mid difference at the last step."""
+    assert driver.main([*study_argv(study, results=tmp_path / "r"), "--report-only", "--pairs", "hamgan-none",
+                        "--plateau-spread", "paired"]) == 0
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    rows = [r for r in json.loads((study / "results" / "runs.json").read_text()) if r["step"] == STEPS]
+    fids = {(r["model"], r["seed"]): r["fid_at_6"] for r in rows}
+    sd = np.std([fids[("hamgan", s)] - fids[("none", s)] for s in SEEDS], ddof=1)
+    for model in MODELS:
+        p = summary["plateau"][model]
+        assert p["spread"] == pytest.approx(sd) and p["spread_from"] == "paired SD of hamgan-none"
+        assert p["verdict"] == ("flat" if abs(p["change"]) < sd else "still falling" if p["change"] < 0 else "rising")
+    assert summary["options"]["plateau_spread"] == "paired"
+    assert "paired SD of hamgan-none" in (tmp_path / "r" / "summary.md").read_text()
+
+
 def test_a_checkpoint_gone_before_its_evaluation_is_reported_as_missing(study, tmp_path, capsys):
     """Regression (issue 12's study): checkpoint rotation deleted a run's first evaluation checkpoint before the
     evaluation queue reached it, and the report silently had one seed fewer at that step."""
@@ -288,6 +333,7 @@ def test_a_folder_locked_by_a_live_trainer_is_not_started(tmp_path):
     (["--final-n", "100"], "--allow-small-n"),
     (["--models", "hamgan", "--seeds", "1,1"], "duplicates"),
     (["--models", "gan:2"], "unknown model"),
+    (["--models", "hamgan:2", "--pairs", "sagan-none", "--plateau-spread", "paired"], "--plateau-spread paired needs"),
     (["--configs", "/nonexistent"], "not found"),
 ])
 def test_bad_options_are_clear_errors(extra, message, capsys, tmp_path):

@@ -2,9 +2,12 @@
 
 import math
 
+import numpy as np
+
 import pytest
 
-from studies.fmnist32.statistics import ONE_SEED, improving, paired_difference, paired_differences, plateau, verdict
+from studies.fmnist32.statistics import (ONE_SEED, improving, paired_difference, paired_differences, plateau,
+                                       plateau_paired_sd, verdict)
 
 T_975_2 = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom (tables)
 
@@ -63,3 +66,23 @@ def test_plateau_compares_the_last_change_with_the_seed_spread():
 
 def test_improving_counts_runs_whose_fid_fell():
     assert improving({"a": 50.0, "b": 40.0, "c": 45.0}, {"a": 48.0, "b": 41.0, "d": 1.0}) == ["a"]
+
+
+def test_plateau_against_a_paired_sd_uses_it_over_the_seed_std():
+    curve = {3000: [80.0, 84.0], 4000: [79.0, 83.0]}  # mean change -1.0; seed std sqrt(8) = 2.83
+    assert plateau(curve, spread=None)["verdict"] == "flat"
+    paired = plateau(curve, spread=None, paired_sd=0.5)
+    assert paired["verdict"] == "still falling" and paired["spread"] == 0.5 and paired["spread_from"] == "paired SD"
+    assert plateau(curve, spread=None, paired_sd=1.5)["verdict"] == "flat"
+
+
+def test_plateau_paired_sd_is_the_smallest_sd_of_the_models_pairs():
+    a = {0: 10.0, 1: 12.0, 2: 11.0}
+    sagan = {0: 9.0, 1: 12.5, 2: 10.0}   # diffs 1, -0.5, 1: sd 0.866
+    none = {0: 5.0, 1: 7.0, 2: 6.2}      # diffs 5, 5, 4.8: sd 0.115
+    diffs = {("ham-cd", "sagan"): paired_difference(a, sagan, "fid"), ("ham-cd", "none"): paired_difference(a, none, "fid"),
+             ("sagan", "x"): None}
+    sd, name = plateau_paired_sd("ham-cd", diffs)
+    assert name == "ham-cd-none" and sd == pytest.approx(np.std([5.0, 5.0, 4.8], ddof=1))
+    assert plateau_paired_sd("sagan", diffs) == (pytest.approx(np.std([1.0, -0.5, 1.0], ddof=1)), "ham-cd-sagan")
+    assert plateau_paired_sd("none", {("ham-cd", "none"): paired_difference({0: 1.0}, {0: 2.0}, "fid")}) is None
