@@ -14,8 +14,9 @@ The rerun's design (``--budget-h`` of this machine, ``--models`` models, ``--ste
 measured on the pilot's own runs, or with ``--cost-from`` on an earlier study's (training seconds per step of a
 one-thread training, evaluation seconds per Inception image of the driver's evaluations), for ``steps`` and the
 rerun's evaluations (``--mid-n`` images at
-``steps - 1000`` for the plateau criterion, ``--final-n`` at ``steps``), as core-seconds spread over ``--cores``. The
-seeds it affords, and the minimum detectable difference (MDE, two-sided paired t-test at 5%, 80% power, exact
+``steps - 1000`` for the plateau criterion, ``--final-n`` at ``steps``), as core-seconds spread over ``--cores``, plus
+a reserve (``--extend-steps``) for training every run further and evaluating it again should the plateau criterion
+fail at ``steps``. The seeds it affords, and the minimum detectable difference (MDE, two-sided paired t-test at 5%, 80% power, exact
 noncentral t: :func:`hamgan.metrics.intervals.min_detectable_difference`) for those seeds from the paired SD and from
 its upper 80% confidence limit (an SD from 3 seeds is itself uncertain; planning on the limit is the cautious choice).
 """
@@ -112,21 +113,26 @@ def study_cost(summary_path: Path) -> dict[str, float]:
 
 
 def rerun_plan(sd: float, n_pilot: int, cost: dict[str, float], budget_h: float, models: int, steps: int,
-               mid_n: int, final_n: int, cores: int, min_seeds: int = 6) -> dict[str, Any]:
-    """Seeds the budget affords and the MDE they give (see the module doc for the arithmetic)."""
-    core_s = cost["train_s_per_step"] * steps + cost["eval_s_per_image"] * (mid_n + final_n)
-    run_h = core_s / cores / 3600
-    seeds = int(budget_h // (models * run_h))
+               mid_n: int, final_n: int, cores: int, extend_steps: int = 0, min_seeds: int = 6) -> dict[str, Any]:
+    """Seeds the budget affords and the MDE they give (see the module doc for the arithmetic). ``extend_steps``:
+    hours kept in reserve to train every run that much further (and evaluate it again: FID@mid_n at the old final
+    step, all metrics at the new one) when the plateau criterion fails at ``steps``."""
+    images = cost["eval_s_per_image"] * (mid_n + final_n)
+    core_s = cost["train_s_per_step"] * steps + images
+    extend_core_s = cost["train_s_per_step"] * extend_steps + images if extend_steps else 0.0
+    run_h, extend_h = core_s / cores / 3600, extend_core_s / cores / 3600
+    seeds = int(budget_h // (models * (run_h + extend_h)))
     planning_sd = sd_upper_limit(sd, n_pilot)
-    table = [{"seeds": n, "hours": n * models * run_h, "mde": min_detectable_difference(sd, n),
-              "mde_cautious": min_detectable_difference(planning_sd, n)}
+    table = [{"seeds": n, "hours": n * models * run_h, "hours_extended": n * models * (run_h + extend_h),
+              "mde": min_detectable_difference(sd, n), "mde_cautious": min_detectable_difference(planning_sd, n)}
              for n in range(min_seeds, max(seeds, min_seeds) + 3)]
-    return {"run_core_s": core_s, "run_h": run_h, "seeds": seeds, "sd": sd, "planning_sd": planning_sd,
-            "table": table}
+    return {"run_core_s": core_s, "run_h": run_h, "extend_core_s": extend_core_s, "extend_h": extend_h,
+            "seeds": seeds, "sd": sd, "planning_sd": planning_sd, "table": table}
 
 
 def build_design(paired: Path, unpaired: Path, pair: tuple[str, str], budget_h: float, models: int, steps: int,
-                 mid_n: int, final_n: int, cores: int, cost_from: Path | None = None) -> dict[str, Any]:
+                 mid_n: int, final_n: int, cores: int, cost_from: Path | None = None,
+                 extend_steps: int = 0) -> dict[str, Any]:
     a, b = pair
     p_rows, u_rows = final_rows(paired), final_rows(unpaired)
     designs = {"paired": design_differences(p_rows, a, b), "unpaired": design_differences(u_rows, a, b)}
@@ -137,11 +143,12 @@ def build_design(paired: Path, unpaired: Path, pair: tuple[str, str], budget_h: 
     p_value = float(f_dist.sf(ratio, df_u, df_p)) if math.isfinite(ratio) else 0.0
     pilot_cost = run_cost([(p_rows, evaluated_images(paired)), (u_rows, evaluated_images(unpaired))])
     cost = study_cost(cost_from) if cost_from is not None else {**pilot_cost, "source": "the pilot's runs"}
-    plan = rerun_plan(fid_p["sd"], len(fid_p["diffs"]), cost, budget_h, models, steps, mid_n, final_n, cores)
+    plan = rerun_plan(fid_p["sd"], len(fid_p["diffs"]), cost, budget_h, models, steps, mid_n, final_n, cores,
+                      extend_steps)
     return {"pair": f"{a}-{b}", "designs": designs, "variance_ratio": ratio, "f_test_p": p_value, "cost": cost,
             "pilot_cost": pilot_cost,
             "plan": plan, "options": {"budget_h": budget_h, "models": models, "steps": steps, "mid_n": mid_n,
-                                      "final_n": final_n, "cores": cores, "power": POWER,
+                                      "final_n": final_n, "cores": cores, "extend_steps": extend_steps, "power": POWER,
                                       "planning_limit": PLANNING_LIMIT}}
 
 
@@ -170,12 +177,18 @@ def design_markdown(d: dict[str, Any]) -> str:
               f"training step (one thread), {d['cost']['eval_s_per_image']:.3f} s per evaluated image. At {o['steps']} steps "
               f"with {o['mid_n']} + {o['final_n']} evaluated images: {p['run_core_s'] / 3600:.2f} core-hours, "
               f"{p['run_h']:.2f} h of the {o['cores']}-core machine.",
+              *([f"- Reserve for the plateau criterion: training every run {o['extend_steps']} steps further and "
+                 f"evaluating it again ({o['mid_n']} + {o['final_n']} images) costs "
+                 f"{p['extend_core_s'] / 3600:.2f} core-hours, {p['extend_h']:.2f} h."] if o.get("extend_steps") else []),
               f"- {o['budget_h']:g} h for {o['models']} models: {o['budget_h']:g} / ({o['models']} × "
-              f"{p['run_h']:.2f}) = **{p['seeds']} seeds** per model.",
+              + (f"({p['run_h']:.2f} + {p['extend_h']:.2f})" if o.get("extend_steps") else f"{p['run_h']:.2f}")
+              + f") = **{p['seeds']} seeds** per model.",
               f"- MDE at {o['power']:.0%} power from the paired SD {p['sd']:.2f} and, cautious, from its upper "
               f"{o['planning_limit']:.0%} confidence limit {p['planning_sd']:.2f}:", "",
-              "| seeds | hours | MDE (paired SD) | MDE (cautious SD) |", "| ---: | ---: | ---: | ---: |"]
-    lines += [f"| {r['seeds']} | {r['hours']:.1f} | {r['mde']:.2f} | {r['mde_cautious']:.2f} |" for r in p["table"]]
+              "| seeds | hours | hours with the reserve used | MDE (paired SD) | MDE (cautious SD) |",
+              "| ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {r['seeds']} | {r['hours']:.1f} | {r['hours_extended']:.1f} | {r['mde']:.2f} | "
+              f"{r['mde_cautious']:.2f} |" for r in p["table"]]
     return "\n".join(lines) + "\n"
 
 
@@ -190,8 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mid-n", type=int, default=2000, help="images of the evaluation at steps - 1000")
     p.add_argument("--final-n", type=int, default=5000, help="images of the final evaluation")
     p.add_argument("--cores", type=int, default=2, help="cores of this machine")
+    p.add_argument("--extend-steps", type=int, default=1000,
+                   help="keep hours in reserve to train every run this many steps further if the plateau criterion "
+                        "fails (0: no reserve)")
     p.add_argument("--cost-from", type=Path, default=None,
-                   help="an earlier study's summary.json to measure the cost of a run on (default: the pilot's runs)")
+                   help="a study's summary.json to measure the cost of a run on (default: the pilot's runs), e.g. "
+                        "the unpaired design's when the paired design's runs were paused")
     p.add_argument("--out", type=Path, required=True, help="folder of design.json and design.md")
     args = p.parse_args(argv)
     a, _, b = args.pair.partition("-")
@@ -199,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (folder / "runs.json").is_file():
             p.error(f"{folder}/runs.json not found: run the pilot's two designs first (see the module doc)")
     d = build_design(args.paired, args.unpaired, (a, b), args.budget_h, args.models, args.steps, args.mid_n,
-                     args.final_n, args.cores, args.cost_from)
+                     args.final_n, args.cores, args.cost_from, args.extend_steps)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "design.json").write_text(json.dumps(d, indent=1) + "\n")
     (args.out / "design.md").write_text(design_markdown(d))

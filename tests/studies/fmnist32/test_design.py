@@ -56,6 +56,16 @@ def test_rerun_plan_arithmetic():
     assert row["mde_cautious"] > row["mde"]  # planned on the SD's upper confidence limit
 
 
+def test_rerun_plan_keeps_a_reserve_to_extend_every_run():
+    """Extending by 1000 steps: 0.5 x 1000 + 0.1 x 7000 = 1200 core-s = 1/6 h; 10 h / (3 x (0.375 + 1/6)) = 6.15:
+    6 seeds, 6.75 h at 4000 steps, 9.75 h if every run is extended."""
+    plan = rerun_plan(4.0, 3, {"train_s_per_step": 0.5, "eval_s_per_image": 0.1}, 10.0, 3, 4000, 2000, 5000, 2,
+                      extend_steps=1000)
+    assert plan["extend_core_s"] == pytest.approx(1200) and plan["seeds"] == 6
+    row = next(r for r in plan["table"] if r["seeds"] == 6)
+    assert row["hours"] == pytest.approx(6.75) and row["hours_extended"] == pytest.approx(9.75)
+
+
 def test_sd_intervals_cover_the_true_sd_as_often_as_they_claim():
     """Independent of the formula: simulated samples of 3 normal values (true SD 2) - the 95% interval covers 2 in
     about 95% of samples, the 80% upper limit lies above 2 in about 80% (binomial SE 0.2% / 0.3% at 40,000)."""
@@ -76,7 +86,9 @@ def test_cli_writes_the_report_and_refuses_missing_designs(tmp_path, capsys):
     report = json.loads((tmp_path / "design.json").read_text())
     assert math.isclose(report["plan"]["sd"], report["designs"]["paired"]["fid"]["sd"])
     markdown = (tmp_path / "design.md").read_text()
-    assert all(f"| {r['seeds']} | {r['hours']:.1f} | {r['mde']:.2f} |" in markdown for r in report["plan"]["table"])
+    assert all(f"| {r['seeds']} | {r['hours']:.1f} | {r['hours_extended']:.1f} | {r['mde']:.2f} |" in markdown
+               for r in report["plan"]["table"])
+    assert report["options"]["extend_steps"] == 1000 and "Reserve for the plateau criterion" in markdown
 
 
 def test_cost_of_an_earlier_study():
