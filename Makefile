@@ -27,7 +27,7 @@ PY312    := $(VENV312)/bin/python
 TESTS312 ?= tests/metrics tests/test_evaluate.py tests/test_sample.py tests/test_bn_modes.py
 export TORCH_HOME
 
-.PHONY: setup data weights train test test-all test312 bench study parity clean convert-check rehearse
+.PHONY: setup data weights train test test-all test312 bench study study-paired parity clean convert-check rehearse
 
 setup: $(VENV)/.installed data weights
 
@@ -92,6 +92,14 @@ bench: setup
 study: setup
 	$(PY) -m studies.fmnist32.reproduce --models hamgan:5,sagan:5,none:5,ham-cd:3,ham-vq:3 \
 		--steps 4000 --mid-n 2000 --final-n 5000 --jobs 2 --checkpoints results/fmnist32/checkpoints
+
+# The paired rerun (issue 24; results/fmnist32/paired, designed in results/fmnist32/pilot24): HamGAN, SAGAN, none x 7
+# seeds on common random numbers, 4000 steps, plateau check against the paired SD; resumable.
+study-paired: setup
+	$(PY) -m studies.fmnist32.reproduce --models hamgan,sagan,none --seeds 20,21,22,23,24,25,26 --steps 4000 \
+		--eval-steps 3000 --mid-n 2000 --final-n 5000 --pairs hamgan-sagan,hamgan-none --plateau-spread paired \
+		--ref runs/fmnist32_test_10000_features.npz --jobs 2 --threads 1 \
+		--work runs/fmnist32_paired --results results/fmnist32/paired
 
 # hamgan's SAGAN against TF-GAN's self_attention_estimator (scripts/check_tfgan_parity.py): TensorFlow lives in a venv
 # of its own (TF_VENV, created on first use: minutes), never in hamgan's.
