@@ -27,7 +27,7 @@ PY312    := $(VENV312)/bin/python
 TESTS312 ?= tests/metrics tests/test_evaluate.py tests/test_sample.py tests/test_bn_modes.py
 export TORCH_HOME
 
-.PHONY: setup data weights train test test-all test312 bench study study-paired parity clean convert-check rehearse
+.PHONY: setup data weights train test test-all test312 bench study study-pilot study-paired parity clean convert-check rehearse
 
 setup: $(VENV)/.installed data weights
 
@@ -92,6 +92,19 @@ bench: setup
 study: setup
 	$(PY) -m studies.fmnist32.reproduce --models hamgan:5,sagan:5,none:5,ham-cd:3,ham-vq:3 \
 		--steps 4000 --mid-n 2000 --final-n 5000 --jobs 2 --checkpoints results/fmnist32/checkpoints
+
+# The pairing pilot (issue 24; results/fmnist32/pilot24): HamGAN and SAGAN x seeds 10-12 to 2000 steps with and
+# without common random numbers, then the design report that sets the paired rerun; resumable.
+PILOT24 = --models hamgan,sagan --seeds 10,11,12 --steps 2000 --mid-n 2000 --final-n 5000 --pairs hamgan-sagan \
+	--ref runs/fmnist32_test_10000_features.npz --jobs 2 --threads 1
+study-pilot: setup
+	$(PY) -m studies.fmnist32.reproduce $(PILOT24) --eval-steps 1000 \
+		--work runs/pilot24/paired --results results/fmnist32/pilot24/paired
+	$(PY) -m studies.fmnist32.reproduce $(PILOT24) --eval-steps 2000 --set train.paired=false \
+		--work runs/pilot24/unpaired --results results/fmnist32/pilot24/unpaired
+	$(PY) -m studies.fmnist32.design --paired results/fmnist32/pilot24/paired \
+		--unpaired results/fmnist32/pilot24/unpaired --out results/fmnist32/pilot24 \
+		--cost-from results/fmnist32/pilot24/unpaired/summary.json
 
 # The paired rerun (issue 24; results/fmnist32/paired, designed in results/fmnist32/pilot24): HamGAN, SAGAN, none x 7
 # seeds on common random numbers, 4000 steps, plateau check against the paired SD; resumable.
