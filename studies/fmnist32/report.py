@@ -26,9 +26,9 @@ import numpy as np
 from hamgan.metrics.intervals import mean_std
 from studies.fmnist32.evaluation import find_cached, load_cache, reference_n
 from studies.fmnist32.plan import MODELS, Run, StudyError, StudyOptions, eval_specs, model_overrides
-from studies.fmnist32.seed_compare import compare_command, seed_comparisons, write_metric_files
+from studies.fmnist32.seed_compare import compare_command, final_rows, seed_comparisons, write_metric_files
 from studies.fmnist32.sessions import driver_seconds
-from studies.fmnist32.statistics import paired_difference, paired_differences, plateau, plateau_paired_sd
+from studies.fmnist32.statistics import paired_differences, plateau, plateau_paired_sd
 
 FINAL_METRICS = ("kid_mean", "precision", "recall", "density", "coverage")
 COST_KEYS = ("params_g", "params_d", "context_params_g", "context_params_d", "context_macs_g", "context_macs_d")
@@ -241,11 +241,9 @@ def build_summary(rows: list[dict[str, Any]], o: StudyOptions, costs: dict[str, 
                   ref_n: int | None, commands: dict[str, str], failed: list[str]) -> dict[str, Any]:
     """Everything summary.json holds (see the CLI's docstring)."""
     models = summarise_models(rows, o)
-    final = {m: {r["seed"]: r for r in rows if r["model"] == m and r["step"] == o.steps} for m in o.models}
+    final = final_rows(rows, o)
     mid = f"fid_at_{o.mid_n}"
-    mid_differences = {(a, b): paired_difference({s: r[mid] for s, r in final.get(a, {}).items() if r[mid] is not None},
-                                                 {s: r[mid] for s, r in final.get(b, {}).items() if r[mid] is not None},
-                                                 "fid") for a, b in o.pairs}
+    mid_differences = {(a, b): paired_differences(final, [(a, b)], (mid,))[f"{a}-{b}"].get(mid) for a, b in o.pairs}
     plateaus = {}
     for m in o.models:
         curve: dict[int, list[float]] = {}
@@ -253,10 +251,8 @@ def build_summary(rows: list[dict[str, Any]], o: StudyOptions, costs: dict[str, 
             if r["model"] == m and r[mid] is not None:
                 curve.setdefault(r["step"], []).append(r[mid])
         paired = plateau_paired_sd(m, mid_differences) if o.plateau_spread == "paired" else None
-        plateaus[m] = plateau(curve, o.seed_spread, paired_sd=None if paired is None else paired[0])
-        if plateaus[m] is not None and paired is not None:
-            plateaus[m]["spread_from"] = f"paired SD of {paired[1]}"
-    return {"models": models, "paired": paired_differences(final, o.pairs), "seed_compare": seed_comparisons(rows, o),
+        plateaus[m] = plateau(curve, o.seed_spread, *(paired or ()))
+    return {"models": models, "paired": paired_differences(final, o.pairs), "seed_compare": seed_comparisons(final, o),
             "plateau": plateaus,
             "options": options_record(o, ref_n), "compute": compute_time(rows, o.work), "cost": costs,
             "environment": environment(), "commands": commands, "failed_runs": failed}

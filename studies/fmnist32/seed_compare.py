@@ -1,8 +1,8 @@
 """The study's final rows as ``hamgan-eval compare`` metric files, and the seed-aware compare over them.
 
-    write_metric_files(rows, o)       # RESULTS/metrics/<model>-seed<s>.json, one compare row each
-    seed_comparisons(rows, o)         # {"A-B": hamgan.metrics.paired.compare_groups(...)} for every --pairs A-B
-    compare_command(o)                # the hamgan-eval command that recomputes them from those files
+    write_metric_files(rows, o)               # RESULTS/metrics/<model>-seed<s>.json, one compare row each
+    seed_comparisons(final_rows(rows, o), o)  # {"A-B": hamgan.metrics.paired.compare_groups(...)} per --pairs A-B
+    compare_command(o)                        # the hamgan-eval command that recomputes them from those files
 
 Each final-step row of the study (FID@final_n and the other metrics, from the driver's cached evaluation) is written
 in the row format of ``hamgan-eval compare --json-out`` (``train_seed``, the metrics, the evaluation settings), so
@@ -59,10 +59,10 @@ def write_metric_files(rows: list[dict[str, Any]], o: StudyOptions) -> list[Path
     return written
 
 
-def seed_comparisons(rows: list[dict[str, Any]], o: StudyOptions, resamples: int = 10_000) -> dict[str, Any]:
-    """``{"A-B": compare_groups result}`` for every pair of ``o.pairs`` with two or more common seeds (what
-    :func:`compare_command` prints, for those pairs)."""
-    final = final_rows(rows, o)
+def seed_comparisons(final: dict[str, dict[int, dict[str, Any]]], o: StudyOptions,
+                     resamples: int = 10_000) -> dict[str, Any]:
+    """``{"A-B": compare_groups result}`` for every pair of ``o.pairs`` with two or more common seeds, from the final
+    rows ``{model: {seed: row}}`` (:func:`final_rows`): what :func:`compare_command` prints, for those pairs."""
     out = {}
     for a, b in o.pairs:
         common = set(final.get(a, {})) & set(final.get(b, {}))

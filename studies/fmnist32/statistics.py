@@ -34,6 +34,11 @@ def improving(before: dict[str, float], after: dict[str, float]) -> list[str]:
     return sorted(k for k in set(before) & set(after) if after[k] < before[k])
 
 
+def lower_is_better(metric: str) -> bool:
+    """Whether a lower value of ``metric`` is better; ``fid_at_<n>`` (the FID of the first n samples) is an FID."""
+    return LOWER_IS_BETTER["fid" if metric.startswith("fid_at_") else metric]
+
+
 def verdict(interval: tuple[float, float] | None, metric: str) -> str:
     """"beat" / "lost" / "inconclusive" of model A against B from the interval of A - B (see the module doc)."""
     if interval is None:
@@ -42,7 +47,7 @@ def verdict(interval: tuple[float, float] | None, metric: str) -> str:
     if low <= 0 <= high:
         return INCONCLUSIVE
     below = high < 0
-    return "beat" if below == LOWER_IS_BETTER[metric] else "lost"
+    return "beat" if below == lower_is_better(metric) else "lost"
 
 
 def paired_difference(a: dict[int, float], b: dict[int, float], metric: str) -> dict[str, Any] | None:
@@ -61,7 +66,7 @@ def paired_difference(a: dict[int, float], b: dict[int, float], metric: str) -> 
         "metric": metric, "seeds": seeds, "diffs": diffs.tolist(), "n": len(seeds), "mean": float(diffs.mean()),
         "sd": float(diffs.std(ddof=1)) if len(diffs) > 1 else None,
         "t_interval": None if t_ci is None else list(t_ci), "bootstrap_interval": None if boot is None else list(boot),
-        "verdict": verdict(t_ci, metric), "better": "lower" if LOWER_IS_BETTER[metric] else "higher",
+        "verdict": verdict(t_ci, metric), "better": "lower" if lower_is_better(metric) else "higher",
     }
 
 
@@ -85,13 +90,15 @@ def paired_differences(final: dict[str, dict[int, dict[str, float]]], pairs: lis
     return out
 
 
-def plateau(curve: dict[int, list[float]], spread: float | None, paired_sd: float | None = None) -> dict[str, Any] | None:
+def plateau(curve: dict[int, list[float]], spread: float | None, paired_sd: float | None = None,
+            paired_name: str | None = None) -> dict[str, Any] | None:
     """Is the FID curve of a model flat? ``curve``: ``{step: per-seed FIDs}`` (the same N at every step).
 
     Compares the change of the mean FID between the last two evaluated steps with a spread: ``paired_sd`` when given
     (the SD over seeds of a paired difference the model takes part in, :func:`plateau_paired_sd`: the noise of the
     comparison the study makes), else the sample std over seeds at the last step, or ``spread`` (e.g.
-    ``--seed-spread``) when the model has one seed there. "flat" when |change| < spread, "still falling" when it fell
+    ``--seed-spread``) when the model has one seed there (``paired_name``: the pair "A-B" that ``paired_sd`` is of,
+    named in ``spread_from``). "flat" when |change| < spread, "still falling" when it fell
     by more, "rising" when it rose by more, "no spread" without one. None with fewer than two evaluated steps.
     """
     steps = sorted(s for s, v in curve.items() if v)
@@ -101,7 +108,7 @@ def plateau(curve: dict[int, list[float]], spread: float | None, paired_sd: floa
     change = float(np.mean(curve[last]) - np.mean(curve[prev]))
     source = "--seed-spread"
     if paired_sd is not None:
-        spread, source = paired_sd, "paired SD"
+        spread, source = paired_sd, "paired SD" if paired_name is None else f"paired SD of {paired_name}"
     elif len(curve[last]) > 1:
         spread, source = mean_std(curve[last])[1], "seed std"
     if spread is None:

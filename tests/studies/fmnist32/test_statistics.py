@@ -74,6 +74,15 @@ def test_plateau_against_a_paired_sd_uses_it_over_the_seed_std():
     paired = plateau(curve, spread=None, paired_sd=0.5)
     assert paired["verdict"] == "still falling" and paired["spread"] == 0.5 and paired["spread_from"] == "paired SD"
     assert plateau(curve, spread=None, paired_sd=1.5)["verdict"] == "flat"
+    named = plateau(curve, spread=None, paired_sd=0.5, paired_name="hamgan-sagan")
+    assert named["spread_from"] == "paired SD of hamgan-sagan" and named["verdict"] == paired["verdict"]
+
+
+def test_fid_of_the_first_n_samples_counts_lower_as_better():
+    d = paired_difference({0: 40.0, 1: 41.0, 2: 43.0}, {0: 50.0, 1: 52.0, 2: 53.0}, "fid_at_2000")
+    assert d["better"] == "lower" and d["verdict"] == "beat" and d["metric"] == "fid_at_2000"
+    final = {"a": {s: {"fid_at_2000": 40.0 + s} for s in range(3)}, "b": {s: {"fid_at_2000": 50.0} for s in range(3)}}
+    assert paired_differences(final, [("a", "b")], ("fid_at_2000",))["a-b"]["fid_at_2000"]["diffs"] == [-10.0, -9.0, -8.0]
 
 
 def test_plateau_paired_sd_is_the_smallest_sd_of_the_models_pairs():
