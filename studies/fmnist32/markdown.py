@@ -86,7 +86,7 @@ def plateau_table(summary: dict[str, Any]) -> list[str]:
     lines = ["| model | last two evaluations | FID@mid change | spread | verdict |", "| --- | --- | ---: | ---: | --- |"]
     for model, p in summary["plateau"].items():
         if p is None:
-            lines.append(f"| {model} | fewer than two evaluations | | | |")
+            lines.append(f"| {model} | fewer than two evaluations of a seed | | | |")
             continue
         spread = "-" if p["spread"] is None else f"{p['spread']:.2f} ({p.get('spread_from', 'seed std')})"
         lines.append(f"| {model} | {p['from_step']} → {p['to_step']} ({p['fid_from']:.2f} → {p['fid_to']:.2f}) | "
@@ -112,9 +112,9 @@ def seed_compare_section(summary: dict[str, Any]) -> list[str]:
 
 def plateau_note(o: dict[str, Any]) -> list[str]:
     if o.get("plateau_spread") == "paired":
-        return ["flat: the mean FID of the model changed between its last two evaluations by less than the SD over "
-                "seeds of the per-seed FID difference (same samples) of the pair it takes part in with the smallest "
-                "such SD (--plateau-spread paired): more training would move the model less than the noise of the "
+        return ["flat: the mean FID of the model (over the seeds evaluated at both steps) changed between its last two "
+                "evaluations by less than the SD over seeds of the per-seed FID difference (same samples) of the pair "
+                "it takes part in with the smallest such SD (--plateau-spread paired): more training would move the model less than the noise of the "
                 "comparison."]
     return ["flat: the last two evaluations differ by less than the seed spread (sample std over seeds at the last "
             f"step; with one seed the given --seed-spread{'' if o['seed_spread'] is None else ' ' + str(o['seed_spread'])})."]

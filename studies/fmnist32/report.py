@@ -246,10 +246,10 @@ def build_summary(rows: list[dict[str, Any]], o: StudyOptions, costs: dict[str, 
     mid_differences = {(a, b): paired_differences(final, [(a, b)], (mid,))[f"{a}-{b}"].get(mid) for a, b in o.pairs}
     plateaus = {}
     for m in o.models:
-        curve: dict[int, list[float]] = {}
+        curve: dict[int, dict[int, float]] = {}
         for r in rows:
             if r["model"] == m and r[mid] is not None:
-                curve.setdefault(r["step"], []).append(r[mid])
+                curve.setdefault(r["step"], {})[r["seed"]] = r[mid]
         paired = plateau_paired_sd(m, mid_differences) if o.plateau_spread == "paired" else None
         plateaus[m] = plateau(curve, o.seed_spread, *(paired or ()))
     return {"models": models, "paired": paired_differences(final, o.pairs), "seed_compare": seed_comparisons(final, o),

@@ -1,7 +1,7 @@
 """Statistics of the study: mean ± std per model, paired differences per seed with 95% intervals, plateau check.
 
     paired_difference({0: 80.1, 1: 78.3}, {0: 85.0, 1: 79.0}, "fid")   # A - B over the seeds both have
-    plateau({3000: [70.2, 71.0], 4000: [69.8, 70.1]}, spread=None)       # is the FID curve flat?
+    plateau({3000: {0: 70.2, 1: 71.0}, 4000: {0: 69.8, 1: 70.1}}, spread=None)  # is the FID curve flat?
 
 Paired differences: seed s of model A and seed s of model B share what the seed fixes for both (in the committed
 study only the data order: the initial weights and latents came from a global RNG stream that the context blocks
@@ -90,35 +90,40 @@ def paired_differences(final: dict[str, dict[int, dict[str, float]]], pairs: lis
     return out
 
 
-def plateau(curve: dict[int, list[float]], spread: float | None, paired_sd: float | None = None,
+def plateau(curve: dict[int, dict[int, float]], spread: float | None, paired_sd: float | None = None,
             paired_name: str | None = None) -> dict[str, Any] | None:
-    """Is the FID curve of a model flat? ``curve``: ``{step: per-seed FIDs}`` (the same N at every step).
+    """Is the FID curve of a model flat? ``curve``: ``{step: {seed: FID}}`` (the same N at every step).
 
-    Compares the change of the mean FID between the last two evaluated steps with a spread: ``paired_sd`` when given
+    Compares the change of the mean FID between the last two evaluated steps, over the seeds evaluated at both (so
+    that a seed still missing at the last step does not move the mean), with a spread: ``paired_sd`` when given
     (the SD over seeds of a paired difference the model takes part in, :func:`plateau_paired_sd`: the noise of the
-    comparison the study makes), else the sample std over seeds at the last step, or ``spread`` (e.g.
-    ``--seed-spread``) when the model has one seed there (``paired_name``: the pair "A-B" that ``paired_sd`` is of,
-    named in ``spread_from``). "flat" when |change| < spread, "still falling" when it fell
-    by more, "rising" when it rose by more, "no spread" without one. None with fewer than two evaluated steps.
+    comparison the study makes; ``paired_name``: that pair "A-B", named in ``spread_from``), else the sample std of
+    those seeds' FIDs at the last step, or ``spread`` (e.g. ``--seed-spread``) when there is one such seed. "flat"
+    when |change| < spread, "still falling" when it fell by more, "rising" when it rose by more, "no spread" without
+    one. None with fewer than two evaluated steps or no seed evaluated at both.
     """
     steps = sorted(s for s, v in curve.items() if v)
     if len(steps) < 2:
         return None
     prev, last = steps[-2], steps[-1]
-    change = float(np.mean(curve[last]) - np.mean(curve[prev]))
+    seeds = sorted(set(curve[prev]) & set(curve[last]))
+    if not seeds:
+        return None
+    before, after = [curve[prev][s] for s in seeds], [curve[last][s] for s in seeds]
+    change = float(np.mean(after) - np.mean(before))
     source = "--seed-spread"
     if paired_sd is not None:
         spread, source = paired_sd, "paired SD" if paired_name is None else f"paired SD of {paired_name}"
-    elif len(curve[last]) > 1:
-        spread, source = mean_std(curve[last])[1], "seed std"
+    elif len(seeds) > 1:
+        spread, source = mean_std(after)[1], "seed std"
     if spread is None:
         state = "no spread"
     elif abs(change) < spread:
         state = "flat"
     else:
         state = "still falling" if change < 0 else "rising"
-    return {"from_step": prev, "to_step": last, "fid_from": float(np.mean(curve[prev])),
-            "fid_to": float(np.mean(curve[last])), "change": change, "spread": spread, "spread_from": source,
+    return {"from_step": prev, "to_step": last, "seeds": seeds, "fid_from": float(np.mean(before)),
+            "fid_to": float(np.mean(after)), "change": change, "spread": spread, "spread_from": source,
             "verdict": state}
 
 

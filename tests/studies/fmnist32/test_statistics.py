@@ -52,16 +52,26 @@ def test_paired_differences_of_final_rows_per_pair_and_metric():
 
 
 def test_plateau_compares_the_last_change_with_the_seed_spread():
-    falling = plateau({1000: [120.0], 2000: [100.0], 3000: [90.0]}, spread=2.5)
+    falling = plateau({1000: {0: 120.0}, 2000: {0: 100.0}, 3000: {0: 90.0}}, spread=2.5)
     assert falling["verdict"] == "still falling" and falling["change"] == pytest.approx(-10.0)
     assert (falling["from_step"], falling["to_step"], falling["spread"]) == (2000, 3000, 2.5)
-    assert plateau({1000: [80.0], 2000: [79.0]}, spread=2.5)["verdict"] == "flat"
-    assert plateau({1000: [80.0], 2000: [85.0]}, spread=2.5)["verdict"] == "rising"
-    assert plateau({1000: [80.0], 2000: [79.0]}, spread=None)["verdict"] == "no spread"
+    assert plateau({1000: {0: 80.0}, 2000: {0: 79.0}}, spread=2.5)["verdict"] == "flat"
+    assert plateau({1000: {0: 80.0}, 2000: {0: 85.0}}, spread=2.5)["verdict"] == "rising"
+    assert plateau({1000: {0: 80.0}, 2000: {0: 79.0}}, spread=None)["verdict"] == "no spread"
     # several seeds: the sample std over seeds at the last step is the spread (the given value is ignored)
-    several = plateau({1000: [80.0, 84.0], 2000: [77.0, 81.0]}, spread=100.0)
+    several = plateau({1000: {0: 80.0, 1: 84.0}, 2000: {0: 77.0, 1: 81.0}}, spread=100.0)
     assert several["spread"] == pytest.approx(math.sqrt(8)) and several["verdict"] == "still falling"
-    assert plateau({1000: [80.0]}, spread=1.0) is None
+    assert plateau({1000: {0: 80.0}}, spread=1.0) is None
+
+
+def test_plateau_compares_the_seeds_evaluated_at_both_steps():
+    """A seed evaluated at the second-last step but not yet at the last (a study in progress) must not move the
+    mean: seed 2's poor FID at 3000 would otherwise show a fall of 10 that no run made."""
+    curve = {3000: {0: 50.0, 1: 52.0, 2: 80.0}, 4000: {0: 49.0, 1: 52.0}}
+    p = plateau(curve, spread=None, paired_sd=2.0)
+    assert p["seeds"] == [0, 1] and p["change"] == pytest.approx(-0.5) and p["verdict"] == "flat"
+    assert (p["fid_from"], p["fid_to"]) == (pytest.approx(51.0), pytest.approx(50.5))
+    assert plateau({3000: {0: 50.0}, 4000: {1: 49.0}}, spread=1.0) is None  # no seed at both steps
 
 
 def test_improving_counts_runs_whose_fid_fell():
@@ -69,7 +79,7 @@ def test_improving_counts_runs_whose_fid_fell():
 
 
 def test_plateau_against_a_paired_sd_uses_it_over_the_seed_std():
-    curve = {3000: [80.0, 84.0], 4000: [79.0, 83.0]}  # mean change -1.0; seed std sqrt(8) = 2.83
+    curve = {3000: {0: 80.0, 1: 84.0}, 4000: {0: 79.0, 1: 83.0}}  # mean change -1.0; seed std sqrt(8) = 2.83
     assert plateau(curve, spread=None)["verdict"] == "flat"
     paired = plateau(curve, spread=None, paired_sd=0.5)
     assert paired["verdict"] == "still falling" and paired["spread"] == 0.5 and paired["spread_from"] == "paired SD"
