@@ -1,5 +1,5 @@
 """results/fmnist32/bn_modes.jsonl (scripts/eval_bn_modes.py): the study checkpoints under each batch-norm mode,
-quoted by the study report (results/fmnist32/README.md)."""
+quoted by the study report (results/fmnist32/study-5seeds.md)."""
 
 import json
 from pathlib import Path
@@ -24,7 +24,7 @@ def test_rows_follow_the_study_protocol():
 
 
 def test_study_report_quotes_every_measured_fid(readme):
-    section = readme("Batch-norm statistics of the study checkpoints", "results/fmnist32/README.md")
+    section = readme("Batch-norm statistics of the study checkpoints", "results/fmnist32/study-5seeds.md")
     for r in rows():
         assert f"{r['fid']:.2f}" in section, r
 

@@ -1,7 +1,7 @@
 """The committed Fashion-MNIST study (results/fmnist32, issue 12) is complete, self-consistent and is what its report
 says: 5 seeds of HamGAN / SAGAN / no context (3 of Ham CD / VQ), FID of >= 5,000 samples with standing batch-norm
 statistics, paired differences recomputed here from the per-seed rows; and every figure of its report
-(results/fmnist32/README.md, corrected by issue 23) is recomputed here from those rows, rounded as printed."""
+(results/fmnist32/study-5seeds.md, corrected by issue 23) is recomputed here from those rows, rounded as printed."""
 
 import csv
 import json
@@ -37,7 +37,7 @@ def rows() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def report() -> str:
-    return (RESULTS / "README.md").read_text()
+    return (RESULTS / "study-5seeds.md").read_text()
 
 
 @pytest.fixture(scope="module")
