@@ -114,8 +114,8 @@ def plateau_note(o: dict[str, Any]) -> list[str]:
     if o.get("plateau_spread") == "paired":
         return ["flat: the mean FID of the model (over the seeds evaluated at both steps) changed between its last two "
                 "evaluations by less than the SD over seeds of the per-seed FID difference (same samples) of the pair "
-                "it takes part in with the smallest such SD (--plateau-spread paired): more training would move the model less than the noise of the "
-                "comparison."]
+                "it takes part in with the smallest such SD (--plateau-spread paired): more training would move the "
+                "model less than the noise of the comparison."]
     return ["flat: the last two evaluations differ by less than the seed spread (sample std over seeds at the last "
             f"step; with one seed the given --seed-spread{'' if o['seed_spread'] is None else ' ' + str(o['seed_spread'])})."]
 

@@ -243,7 +243,8 @@ def build_summary(rows: list[dict[str, Any]], o: StudyOptions, costs: dict[str, 
     models = summarise_models(rows, o)
     final = final_rows(rows, o)
     mid = f"fid_at_{o.mid_n}"
-    mid_differences = {(a, b): paired_differences(final, [(a, b)], (mid,))[f"{a}-{b}"].get(mid) for a, b in o.pairs}
+    at_mid = paired_differences(final, o.pairs, (mid,))
+    mid_differences = {(a, b): at_mid[f"{a}-{b}"].get(mid) for a, b in o.pairs}
     plateaus = {}
     for m in o.models:
         curve: dict[int, dict[int, float]] = {}
