@@ -98,3 +98,25 @@ def test_plateau_check_is_the_change_of_common_seeds_against_the_paired_sd(summa
         assert p["change"] == pytest.approx(np.mean(after) - np.mean(before))
         assert p["verdict"] == ("flat" if abs(p["change"]) < p["spread"] else
                                 "still falling" if p["change"] < 0 else "rising")
+
+
+def test_what_the_pairing_bought_is_the_variance_split_of_the_committed_rows(summary, final):
+    """The report's pairing table: per pair and FID, the SD of the per-seed difference against sqrt(var A + var B)
+    and the correlation of the two models over seeds, recomputed from runs.json."""
+    o = summary["options"]
+    mid = f"fid_at_{o['mid_n']}"
+    rows = json.loads((RESULTS / "runs.json").read_text())
+    values = {(r["model"], r["step"], r["seed"]): r for r in rows}
+    assert summary["pairing"], "no pair has three common seeds yet"
+    for pair, gains in summary["pairing"].items():
+        a, b = pair.split("-")
+        for key, g in gains.items():
+            what, step = key.split("@")
+            metric = "fid" if what == "fid" else mid
+            assert what in ("fid", mid) and int(step) in (*o["eval_steps"], o["steps"])
+            va = np.array([values[(a, int(step), s)][metric] for s in g["seeds"]])
+            vb = np.array([values[(b, int(step), s)][metric] for s in g["seeds"]])
+            assert g["sd_paired"] == pytest.approx(np.std(va - vb, ddof=1))
+            assert g["sd_unpaired"] == pytest.approx(np.sqrt(np.var(va, ddof=1) + np.var(vb, ddof=1)))
+            assert g["r"] == pytest.approx(np.corrcoef(va, vb)[0, 1])
+        assert gains[f"fid@{o['steps']}"]["seeds"] == sorted(set(final[a]) & set(final[b]))

@@ -28,7 +28,7 @@ from studies.fmnist32.evaluation import find_cached, load_cache, reference_n
 from studies.fmnist32.plan import MODELS, Run, StudyError, StudyOptions, eval_specs, model_overrides
 from studies.fmnist32.seed_compare import compare_command, final_rows, seed_comparisons, write_metric_files
 from studies.fmnist32.sessions import driver_seconds
-from studies.fmnist32.statistics import paired_differences, plateau, plateau_paired_sd
+from studies.fmnist32.statistics import paired_differences, pairing_gain, plateau, plateau_paired_sd
 
 FINAL_METRICS = ("kid_mean", "precision", "recall", "density", "coverage")
 COST_KEYS = ("params_g", "params_d", "context_params_g", "context_params_d", "context_macs_g", "context_macs_d")
@@ -237,6 +237,21 @@ def options_record(o: StudyOptions, ref_n: int | None) -> dict[str, Any]:
             "plateau_spread": o.plateau_spread}
 
 
+def pairing_gains(curves: dict[str, dict[int, dict[int, float]]], final: dict[str, dict[int, dict[str, Any]]],
+                  o: StudyOptions) -> dict[str, dict[str, Any]]:
+    """Per pair "A-B", what pairing bought (:func:`statistics.pairing_gain`) for FID@mid at every evaluated step
+    (key "fid_at_<mid>@<step>") and for the final FID (key "fid@<step>"), over the seeds both models have there."""
+    out: dict[str, dict[str, Any]] = {}
+    for a, b in o.pairs:
+        gains = {}
+        for step in sorted(set(curves.get(a, {})) & set(curves.get(b, {}))):
+            gains[f"fid_at_{o.mid_n}@{step}"] = pairing_gain(curves[a][step], curves[b][step])
+        fa, fb = ({s: r["fid"] for s, r in final.get(m, {}).items()} for m in (a, b))
+        gains[f"fid@{o.steps}"] = pairing_gain(fa, fb)
+        out[f"{a}-{b}"] = {k: v for k, v in gains.items() if v is not None}
+    return out
+
+
 def build_summary(rows: list[dict[str, Any]], o: StudyOptions, costs: dict[str, dict[str, int]],
                   ref_n: int | None, commands: dict[str, str], failed: list[str]) -> dict[str, Any]:
     """Everything summary.json holds (see the CLI's docstring)."""
@@ -245,16 +260,16 @@ def build_summary(rows: list[dict[str, Any]], o: StudyOptions, costs: dict[str, 
     mid = f"fid_at_{o.mid_n}"
     at_mid = paired_differences(final, o.pairs, (mid,))
     mid_differences = {(a, b): at_mid[f"{a}-{b}"].get(mid) for a, b in o.pairs}
+    curves: dict[str, dict[int, dict[int, float]]] = {m: {} for m in o.models}
+    for r in rows:
+        if r[mid] is not None:
+            curves.setdefault(r["model"], {}).setdefault(r["step"], {})[r["seed"]] = r[mid]
     plateaus = {}
     for m in o.models:
-        curve: dict[int, dict[int, float]] = {}
-        for r in rows:
-            if r["model"] == m and r[mid] is not None:
-                curve.setdefault(r["step"], {})[r["seed"]] = r[mid]
         paired = plateau_paired_sd(m, mid_differences) if o.plateau_spread == "paired" else None
-        plateaus[m] = plateau(curve, o.seed_spread, *(paired or ()))
+        plateaus[m] = plateau(curves[m], o.seed_spread, *(paired or ()))
     return {"models": models, "paired": paired_differences(final, o.pairs), "seed_compare": seed_comparisons(final, o),
-            "plateau": plateaus,
+            "plateau": plateaus, "pairing": pairing_gains(curves, final, o),
             "options": options_record(o, ref_n), "compute": compute_time(rows, o.work), "cost": costs,
             "environment": environment(), "commands": commands, "failed_runs": failed}
 

@@ -1,4 +1,5 @@
-"""studies.fmnist32.statistics: paired differences with t and bootstrap intervals, verdicts, plateau, improving."""
+"""studies.fmnist32.statistics: paired differences with t and bootstrap intervals, verdicts, plateau, improving,
+what pairing bought."""
 
 import math
 
@@ -6,8 +7,8 @@ import numpy as np
 
 import pytest
 
-from studies.fmnist32.statistics import (ONE_SEED, improving, paired_difference, paired_differences, plateau,
-                                       plateau_paired_sd, verdict)
+from studies.fmnist32.statistics import (ONE_SEED, improving, paired_difference, paired_differences, pairing_gain,
+                                       plateau, plateau_paired_sd, verdict)
 
 T_975_2 = 4.302652729911275  # Student t quantile 0.975 with 2 degrees of freedom (tables)
 
@@ -105,3 +106,24 @@ def test_plateau_paired_sd_is_the_smallest_sd_of_the_models_pairs():
     assert name == "ham-cd-none" and sd == pytest.approx(np.std([5.0, 5.0, 4.8], ddof=1))
     assert plateau_paired_sd("sagan", diffs) == (pytest.approx(np.std([1.0, -0.5, 1.0], ddof=1)), "ham-cd-sagan")
     assert plateau_paired_sd("none", {("ham-cd", "none"): paired_difference({0: 1.0}, {0: 2.0}, "fid")}) is None
+
+
+def test_pairing_gain_splits_the_variance_of_a_difference_into_spreads_and_correlation():
+    rng = np.random.default_rng(0)
+    shared = rng.normal(0, 3, 8)                      # what the seed fixes for both models
+    a = {s: 40 + x + e for s, (x, e) in enumerate(zip(shared, rng.normal(0, 1, 8)))}
+    b = {s: 42 + x + e for s, (x, e) in enumerate(zip(shared, rng.normal(0, 1, 8)))}
+    b[99] = 1e6                                       # a seed only B has is left out
+    g = pairing_gain(a, b)
+    va, vb = np.array(list(a.values())), np.array([b[s] for s in a])
+    assert g["seeds"] == list(range(8)) and g["n"] == 8
+    assert g["sd_paired"] == pytest.approx(np.std(va - vb, ddof=1))
+    assert g["r"] == pytest.approx(np.corrcoef(va, vb)[0, 1]) and g["r"] > 0.5
+    # Var(A - B) = Var A + Var B - 2 Cov(A, B): the identity the unpaired SD rests on
+    cov = np.cov(va, vb)[0, 1]
+    assert g["sd_unpaired"] ** 2 - 2 * cov == pytest.approx(g["sd_paired"] ** 2)
+    assert g["variance_ratio"] == pytest.approx(g["sd_unpaired"] ** 2 / g["sd_paired"] ** 2) and g["variance_ratio"] > 2
+    independent = pairing_gain({s: v for s, v in enumerate(rng.normal(0, 1, 50))},
+                               {s: v for s, v in enumerate(rng.normal(0, 1, 50))})
+    assert abs(independent["r"]) < 0.4 and 0.5 < independent["variance_ratio"] < 2
+    assert pairing_gain({0: 1.0, 1: 2.0}, {0: 1.0, 1: 3.0}) is None   # two seeds: no SD worth reporting
