@@ -1,7 +1,9 @@
 """The committed paired rerun (results/fmnist32/paired, issue 24) is what its report says: HamGAN, SAGAN and no
 context on seeds disjoint from the 5-seed study's and the pilot's, every run trained on paired streams, FID@5000
 with standing batch-norm statistics; its metric files recompute the report's seed-aware compare through
-``hamgan-eval compare --group`` (the command summary.json gives), and the plateau check is the issue's criterion."""
+``hamgan-eval compare --group`` (the command summary.json gives), the plateau check is the issue's criterion, the rerun
+is complete (7 seeds of each model, ended on the plateau), and README, the study page and the rerun's report quote its
+figures as summary.json holds them."""
 
 import json
 import shlex
@@ -120,3 +122,61 @@ def test_what_the_pairing_bought_is_the_variance_split_of_the_committed_rows(sum
             assert g["sd_unpaired"] == pytest.approx(np.sqrt(np.var(va, ddof=1) + np.var(vb, ddof=1)))
             assert g["r"] == pytest.approx(np.corrcoef(va, vb)[0, 1])
         assert gains[f"fid@{o['steps']}"]["seeds"] == sorted(set(final[a]) & set(final[b]))
+
+
+SEEDS = list(range(20, 27))
+
+
+def test_the_rerun_is_complete_and_ended_on_the_plateau(summary):
+    """7 seeds of each model, every one evaluated at step 3000 (FID@2000) and 4000 (all metrics of 5000 samples), and
+    every model flat by the criterion: the reserve of 1000 more steps was not needed."""
+    o = summary["options"]
+    assert o["models"] == {m: SEEDS for m in MODELS} and o["steps"] == 4000 and o["eval_steps"] == [3000]
+    rows = json.loads((RESULTS / "runs.json").read_text())
+    assert sorted((r["model"], r["seed"], r["step"]) for r in rows) == sorted(
+        (m, s, t) for m in MODELS for s in SEEDS for t in (3000, 4000))
+    assert all(r[f"fid_at_{o['mid_n']}"] is not None for r in rows)
+    assert all(r[k] is not None for r in rows if r["step"] == 4000 for k in METRICS)
+    assert {m: p["verdict"] for m, p in summary["plateau"].items()} == {m: "flat" for m in MODELS}
+    assert all(p["seeds"] == SEEDS for p in summary["plateau"].values())
+
+
+def _fid_figures(summary: dict, pair: str) -> tuple[str, str, str]:
+    """The pair's FID difference, 95% t interval and MDE, rounded as the pages print them."""
+    f = summary["seed_compare"][pair]["metrics"]["fid"]
+    low, high = f["t_interval"]
+    return f"{f['mean_diff']:.2f}", f"[{low:.2f}, {high:.2f}]", f"{f['mde']:.2f}"
+
+
+def test_readme_and_the_study_page_quote_the_reruns_verdict(summary):
+    """README's results row and the study page's verdict carry the seed-aware compare's FID figures as printed, and
+    claim no winner: every metric of both pairs is "no difference detected"."""
+    verdicts = {(p, m): c["verdict"] for p, cmp in summary["seed_compare"].items() for m, c in cmp["metrics"].items()}
+    assert set(verdicts) == {(p, m) for p in ("hamgan-sagan", "hamgan-none") for m in METRICS}
+    assert all(v.startswith("no difference detected") for v in verdicts.values())
+    row = next(line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("| [Fashion-MNIST"))
+    page = (REPO / "results" / "fmnist32" / "README.md").read_text()
+    verdict_section = page[page.index("## Verdict"):page.index("## How the study got here")]
+    assert "no difference detected" in row and "make study-paired" in row and "7 paired seeds" in row
+    for pair in ("hamgan-sagan", "hamgan-none"):
+        mean, t_ci, mde = _fid_figures(summary, pair)
+        assert f"{mean}, 95% interval {t_ci}" in row or f"{mean}, {t_ci}" in row, pair
+        assert mde in row, pair
+        label = "HamGAN − SAGAN" if pair.endswith("sagan") else "HamGAN − no context"
+        assert f"| {label} | | {mean} | {t_ci} | {mde} |" in verdict_section, pair
+    for model, label in (("hamgan", "HamGAN (Ham NMF)"), ("sagan", "SAGAN"), ("none", "no context")):
+        final = summary["models"][model]["final"]
+        assert f"| {label} | {final['fid_mean']:.2f} ± {final['fid_std']:.2f} |" in verdict_section, model
+
+
+def test_the_reports_reading_of_the_pairing_is_the_summarys(summary):
+    """The rerun's README states the paired and unpaired-equivalent SDs and the correlations that summary.json holds
+    (FID@5000 at the final step), and the MDEs with the earlier study's for comparison."""
+    text = (RESULTS / "README.md").read_text()
+    key = f"fid@{summary['options']['steps']}"
+    sagan, none = summary["pairing"]["hamgan-sagan"][key], summary["pairing"]["hamgan-none"][key]
+    assert f"{sagan['r']:+.2f} (HamGAN, SAGAN)" in text and f"{none['r']:+.2f} (HamGAN, no context)" in text
+    assert f"paired SDs ({sagan['sd_paired']:.2f}, {none['sd_paired']:.2f})" in text
+    assert f"independent runs ({sagan['sd_unpaired']:.2f}, {none['sd_unpaired']:.2f})" in text
+    for pair, earlier in (("hamgan-sagan", "8.01"), ("hamgan-none", "9.10")):
+        assert f"({_fid_figures(summary, pair)[2]} against {earlier})" in text
