@@ -109,8 +109,9 @@ def pairing_section(summary: dict[str, Any]) -> list[str]:
             label = f"FID@{what.removeprefix('fid_at_')}, step {step}" if what != "fid" else \
                 f"FID@{summary['options']['n']}, step {step}"
             ratio = "-" if d["variance_ratio"] is None else f"{d['variance_ratio']:.2f}"
-            lines.append(f"| {pair} | {label} | {d['n']} | {d['sd_paired']:.2f} | {d['sd_unpaired']:.2f} | "
-                         f"{d['r']:+.2f} | {ratio} |")
+            r = "-" if d["r"] is None else f"{d['r']:+.2f}"
+            lines.append(f"| {pair} | {label} | {d['n']} | {d['sd_paired']:.2f} | {d['sd_unpaired']:.2f} | {r} | "
+                         f"{ratio} |")
     lines += ["", "Var(A − B) = var A + var B − 2 cov(A, B): runs of a seed share their weights outside the context "
               "block, latents, labels and data order, and only the correlation this buys over seeds makes the paired "
               "SD smaller than that of independent runs with the same spread. Variance ratio: how many times more "

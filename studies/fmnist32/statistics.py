@@ -141,7 +141,8 @@ def pairing_gain(a: dict[int, float], b: dict[int, float]) -> dict[str, Any] | N
 
     Var(A - B) = Var(A) + Var(B) - 2 Cov(A, B). Independent (unpaired) runs with the same spread per model would give
     ``sd_unpaired`` = sqrt(Var A + Var B); the runs of a seed share weights outside the context block, latents, labels
-    and data order, and their correlation ``r`` over seeds is what shrinks ``sd_paired`` below it. ``variance_ratio``
+    and data order, and their correlation ``r`` over seeds (None when A or B is constant) is what shrinks
+    ``sd_paired`` below it. ``variance_ratio``
     = sd_unpaired² / sd_paired²: how many times more seeds an unpaired design would need for the same interval.
     """
     seeds = sorted(set(a) & set(b))
@@ -150,6 +151,7 @@ def pairing_gain(a: dict[int, float], b: dict[int, float]) -> dict[str, Any] | N
     va, vb = np.array([a[s] for s in seeds], float), np.array([b[s] for s in seeds], float)
     sd_paired = float((va - vb).std(ddof=1))
     sd_unpaired = float(np.sqrt(va.var(ddof=1) + vb.var(ddof=1)))
-    r = float(np.corrcoef(va, vb)[0, 1])
+    constant = va.std() == 0 or vb.std() == 0  # a correlation needs both to vary
+    r = None if constant else float(np.corrcoef(va, vb)[0, 1])
     return {"seeds": seeds, "n": len(seeds), "sd_paired": sd_paired, "sd_unpaired": sd_unpaired, "r": r,
             "variance_ratio": sd_unpaired ** 2 / sd_paired ** 2 if sd_paired > 0 else None}

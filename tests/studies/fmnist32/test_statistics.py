@@ -127,3 +127,5 @@ def test_pairing_gain_splits_the_variance_of_a_difference_into_spreads_and_corre
                                {s: v for s, v in enumerate(rng.normal(0, 1, 50))})
     assert abs(independent["r"]) < 0.4 and 0.5 < independent["variance_ratio"] < 2
     assert pairing_gain({0: 1.0, 1: 2.0}, {0: 1.0, 1: 3.0}) is None   # two seeds: no SD worth reporting
+    flat = pairing_gain({0: 5.0, 1: 5.0, 2: 5.0}, {0: 1.0, 1: 3.0, 2: 2.0})  # a constant model has no correlation
+    assert flat["r"] is None and flat["sd_paired"] == pytest.approx(1.0) and flat["variance_ratio"] == pytest.approx(1.0)
