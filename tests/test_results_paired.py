@@ -15,6 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "results" / "fmnist32" / "paired"
 MODELS = ("hamgan", "sagan", "none")
+SEEDS = list(range(20, 27))
 EARLIER_SEEDS = {0, 1, 2, 3, 4, 5, 10, 11, 12}  # the 5-seed study with its rerun check, and the pairing pilot
 METRICS = ("fid", "kid_mean", "precision", "recall", "density", "coverage")
 
@@ -122,9 +123,6 @@ def test_what_the_pairing_bought_is_the_variance_split_of_the_committed_rows(sum
             assert g["sd_unpaired"] == pytest.approx(np.sqrt(np.var(va, ddof=1) + np.var(vb, ddof=1)))
             assert g["r"] == pytest.approx(np.corrcoef(va, vb)[0, 1])
         assert gains[f"fid@{o['steps']}"]["seeds"] == sorted(set(final[a]) & set(final[b]))
-
-
-SEEDS = list(range(20, 27))
 
 
 def test_the_rerun_is_complete_and_ended_on_the_plateau(summary):

@@ -260,14 +260,14 @@ def build_summary(rows: list[dict[str, Any]], o: StudyOptions, costs: dict[str, 
     mid = f"fid_at_{o.mid_n}"
     at_mid = paired_differences(final, o.pairs, (mid,))
     mid_differences = {(a, b): at_mid[f"{a}-{b}"].get(mid) for a, b in o.pairs}
-    curves: dict[str, dict[int, dict[int, float]]] = {m: {} for m in o.models}
+    curves: dict[str, dict[int, dict[int, float]]] = {}  # {model: {step: {seed: FID@mid}}}
     for r in rows:
         if r[mid] is not None:
             curves.setdefault(r["model"], {}).setdefault(r["step"], {})[r["seed"]] = r[mid]
     plateaus = {}
     for m in o.models:
         paired = plateau_paired_sd(m, mid_differences) if o.plateau_spread == "paired" else None
-        plateaus[m] = plateau(curves[m], o.seed_spread, *(paired or ()))
+        plateaus[m] = plateau(curves.get(m, {}), o.seed_spread, *(paired or ()))
     return {"models": models, "paired": paired_differences(final, o.pairs), "seed_compare": seed_comparisons(final, o),
             "plateau": plateaus, "pairing": pairing_gains(curves, final, o),
             "options": options_record(o, ref_n), "compute": compute_time(rows, o.work), "cost": costs,

@@ -142,8 +142,8 @@ def pairing_gain(a: dict[int, float], b: dict[int, float]) -> dict[str, Any] | N
     Var(A - B) = Var(A) + Var(B) - 2 Cov(A, B). Independent (unpaired) runs with the same spread per model would give
     ``sd_unpaired`` = sqrt(Var A + Var B); the runs of a seed share weights outside the context block, latents, labels
     and data order, and their correlation ``r`` over seeds (None when A or B is constant) is what shrinks
-    ``sd_paired`` below it. ``variance_ratio``
-    = sd_unpaired² / sd_paired²: how many times more seeds an unpaired design would need for the same interval.
+    ``sd_paired`` below it. ``variance_ratio`` = sd_unpaired² / sd_paired²: how many times more seeds an unpaired
+    design would need for the same interval.
     """
     seeds = sorted(set(a) & set(b))
     if len(seeds) < 3:
